@@ -1,0 +1,105 @@
+"""``inspect``: what a prepared directory holds: manifest, length histogram, fill ratio, examples."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from data_prep.errors import UserError
+from data_prep.manifest import read_manifest
+
+BAR_WIDTH = 40
+_SPACE_NEAR_CJK = re.compile(r"(?<=[^\x00-\x7f]) | (?=[^\x00-\x7f])")  # decode() spaces every token
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, metavar="DIR", help="a directory made by `data_prep prepare`")
+    parser.add_argument("--examples", type=int, default=3, help="decoded examples to print")
+    parser.add_argument("--bins", type=int, default=8, help="bars in the length histogram")
+    parser.add_argument("--json", action="store_true", help="print the manifest and histogram as JSON only")
+
+
+def load_lengths(split_dir: Path) -> tuple[np.ndarray, Any]:
+    """The example lengths of a split (from the Arrow list offsets, no decoding) and the dataset."""
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(split_dir))
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"cannot load {split_dir}: {exc}") from None
+    column = ds.data.column("input_ids")
+    return np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False), dtype=np.int64), ds
+
+
+def histogram(lens: np.ndarray, seq_length: int, bins: int) -> list[dict[str, Any]]:
+    edges = np.linspace(0, seq_length, bins + 1).round().astype(int)
+    counts, _ = np.histogram(lens, bins=edges)
+    return [
+        {"from": int(a) + (i > 0), "to": int(b), "examples": int(c)}
+        for i, (a, b, c) in enumerate(zip(edges[:-1], edges[1:], counts, strict=True))
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    root: Path = args.dir
+    manifest = read_manifest(root)
+    seq = int(manifest["seq_length"])
+    report: dict[str, Any] = {}
+    loaded = {}
+    for split in ("train", "valid"):
+        lens, ds = load_lengths(root / split)
+        loaded[split] = ds
+        report[split] = {
+            "examples": int(len(lens)),
+            "fill_ratio": float(lens.sum() / (len(lens) * seq)) if len(lens) else 0.0,
+            "mean_length": float(lens.mean()) if len(lens) else 0.0,
+            "histogram": histogram(lens, seq, args.bins),
+        }
+    if args.json:
+        print(json.dumps({"manifest": manifest, "splits": report}, ensure_ascii=False, indent=2))
+        return 0
+    _print_manifest(manifest)
+    for split, rep in report.items():
+        print(
+            f"\n{split}: {rep['examples']:,} examples, fill {rep['fill_ratio']:.1%} of {seq} "
+            f"(mean length {rep['mean_length']:.1f})"
+        )
+        top = max((b["examples"] for b in rep["histogram"]), default=0) or 1
+        for b in rep["histogram"]:
+            bar = "#" * round(BAR_WIDTH * b["examples"] / top)
+            print(f"  {b['from']:>5}-{b['to']:<5} {b['examples']:>9,} {bar}")
+    _print_examples(root, loaded["train"], args.examples)
+    return 0
+
+
+def _print_manifest(m: dict[str, Any]) -> None:
+    print(f"tokenizer: {m['tokenizer']} (vocab {m['vocab_size']:,}, sha256 {m['vocab_sha256'][:16]}...)")
+    print(f"seq_length: {m['seq_length']}, dtype: {m['dtype']}, special ids: {m['special_ids']}")
+    print(f"options: {m['options']}" + (f", part {m['part']}" if m.get("part") else ""))
+    inp = m["input"]
+    print(f"input: {inp['files']:,} files, {inp['bytes']:,} bytes, {inp['chars']:,} characters")
+    for split, c in m["counts"].items():
+        print(f"{split}: " + ", ".join(f"{k} {v:,}" for k, v in c.items()))
+    repairs = {k: v for k, v in m["repairs"].items() if v}
+    print("repairs/skips: " + (", ".join(f"{k}={v:,}" for k, v in repairs.items()) if repairs else "none"))
+
+
+def _print_examples(root: Path, ds: Any, n: int) -> None:
+    if not n or not len(ds):
+        return
+    from transformers import BertTokenizer
+
+    tok = BertTokenizer.from_pretrained(str(root / "tokenizer"))
+    for i in np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int).tolist():
+        row = ds[i]
+        text = _SPACE_NEAR_CJK.sub("", tok.decode(row["input_ids"]))
+        print(
+            f"\nexample {i} ({len(row['input_ids'])} ids, {len(row['sentence_ends'])} sentences, "
+            f"{len(row['doc_ends'])} documents):\n{text[:400]}{'...' if len(text) > 400 else ''}"
+        )

@@ -1,0 +1,96 @@
+"""``merge``: join the directories made by ``prepare --part I/N`` (on N machines) into one dataset.
+
+Each part holds the units of a contiguous share of the input files, so the parts' Arrow files in part
+order are exactly the files a one-machine run writes; they are linked (or copied) into place and the
+manifest is rebuilt from the parts' counts -- the result equals a one-machine run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from data_prep.errors import UserError
+from data_prep.manifest import HEADER_KEYS, Repairs, SplitCounts, UnitStats, read_manifest
+from data_prep.prepare import SPLITS, finish, print_summary
+from data_prep.shards import EMPTY_FILE, make_layout
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="empty or new directory")
+    parser.add_argument(
+        "parts", nargs="+", type=Path, metavar="PART_DIR", help="the outputs of prepare --part I/N"
+    )
+
+
+def _check_parts(parts: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """The parts sorted by index, after checking that they are the N parts of one plan."""
+    loaded = []
+    for path in parts:
+        m = read_manifest(path)
+        if not m.get("part"):
+            raise UserError(f"{path} was not made with --part I/N")
+        index, count = (int(x) for x in m["part"].split("/"))
+        loaded.append((index, count, path, m))
+    loaded.sort(key=lambda t: t[0])
+    first = loaded[0][3]
+    for _index, count, path, m in loaded:
+        if count != loaded[0][1] or m["plan_sha256"] != first["plan_sha256"]:
+            raise UserError(f"{path} belongs to another job (other inputs, options, tokenizer or N)")
+    indices = [t[0] for t in loaded]
+    expected = list(range(1, loaded[0][1] + 1))
+    if indices != expected:
+        missing = sorted(set(expected) - set(indices))
+        dup = sorted({i for i in indices if indices.count(i) > 1})
+        raise UserError(f"parts missing: {missing}" if missing else f"parts given twice: {dup}")
+    return [(path, m) for _i, _n, path, m in loaded]
+
+
+def _place(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def run(args: argparse.Namespace) -> int:
+    parts = _check_parts(args.parts)
+    out: Path = args.output
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output {out} exists and is not an empty directory")
+    first = parts[0][1]
+    header = {k: first[k] for k in HEADER_KEYS} | {"part": None}
+    layout = make_layout(first["vocab_size"], first["seq_length"])
+    unit_files: list[dict[str, str | None]] = []
+    stats: list[UnitStats] = []
+    sources: list[dict[str, Any]] = []
+    try:
+        for split in SPLITS:
+            (out / split).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(parts[0][0] / "tokenizer", out / "tokenizer")
+        for path, m in parts:
+            for split in SPLITS:
+                state = json.loads((path / split / "state.json").read_text(encoding="utf-8"))
+                for entry in state["_data_files"]:
+                    if entry["filename"] != EMPTY_FILE:
+                        _place(path / split / entry["filename"], out / split / entry["filename"])
+                        unit_files.append({split: entry["filename"]})
+            stats.append(
+                UnitStats(
+                    m["input"]["chars"],
+                    "ok",
+                    SplitCounts(**m["counts"]["train"]),
+                    SplitCounts(**m["counts"]["valid"]),
+                    Repairs(**m["repairs"]),
+                )
+            )
+            sources += m["sources"]
+        manifest = finish(out, header, layout, unit_files, stats, sources)
+    except OSError as exc:
+        raise UserError(f"cannot merge into {out}: {exc.strerror or exc}") from None
+    print_summary(manifest, UnitStats(), 0.0, 0, out)
+    return 0

@@ -1,0 +1,1 @@
+"""Accelerate-driven BART denoising pre-training: config, loop, checkpoints, export, monitoring."""

@@ -1,0 +1,302 @@
+"""The run configuration: typed dataclasses, loaded from YAML and overridden by dotted CLI flags.
+
+``--train.max_steps 100`` sets ``Config.train.max_steps``; an unknown key is a ``UserError`` that lists
+the closest known keys. ``noise.*`` takes ``noise.preset`` plus any field of ``data_prep.noise.NoiseConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.errors import UserError
+
+DEFAULT_PROMPTS = [
+    "作为电子[MASK]的平台，京东绝对是领先者。如今的刘强[MASK]已经是身价过[MASK]的老板。",
+    "中国的首都是[MASK]京",
+]
+
+
+@dataclass
+class ModelConfig:
+    """``BartConfig`` architecture fields (special-token ids always come from the tokenizer)."""
+
+    vocab_size: int | None = 21128  # None: the tokenizer's size
+    d_model: int = 768
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    encoder_attention_heads: int = 12
+    decoder_attention_heads: int = 12
+    encoder_ffn_dim: int = 3072
+    decoder_ffn_dim: int = 3072
+    activation_function: str = "gelu"
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.1
+    max_position_embeddings: int = 1024
+    init_std: float = 0.02
+    encoder_layerdrop: float = 0.0
+    decoder_layerdrop: float = 0.0
+    scale_embedding: bool = False
+    tie_word_embeddings: bool = True
+    attn_implementation: str = "sdpa"
+    init_from: str | None = None  # a Hugging Face model directory to continue pre-training from
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # a directory written by `python -m data_prep prepare`
+    num_workers: int = 2  # DataLoader worker processes that apply the noise
+
+
+@dataclass
+class NoiseSection:
+    """``preset`` plus overrides of ``data_prep.noise.NoiseConfig`` fields (validated when loading)."""
+
+    preset: str = "uer"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/bart"
+    max_steps: int = 1_000_000
+    batch_size: int = 8  # per device
+    grad_accum: int | None = None  # None: global_batch_size / (batch_size * processes), or 1
+    global_batch_size: int | None = None
+    lr: float = 5e-5
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 0.0  # 0: no clipping (UER-py)
+    seed: int = 7
+    mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
+    tf32: bool = True
+    compile: bool = False
+    log_every: int = 100
+    eval_every: int = 10_000
+    save_every: int = 10_000
+    keep_checkpoints: int = 3
+    keep_exports: int = 0  # hf/step-N exports to keep, newest first (0: all)
+    resume: str | None = None  # "auto": the newest complete checkpoint in output_dir; or a checkpoint dir
+    max_bad_steps: int = 10  # stop after this many NaN/inf losses in a row
+
+
+@dataclass
+class EvalConfig:
+    num_examples: int = 512  # the first N rows of the valid split, always the same
+    batch_size: int = 16
+    noise_seed: int = 1234
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    num_heldout_samples: int = 2  # held-out examples (with their noise) decoded next to the prompts
+    max_new_tokens: int = 128
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    noise: NoiseSection = field(default_factory=NoiseSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = dataclasses.asdict(self)
+        out["noise"] = {"preset": self.noise.preset, **self.noise.params}
+        return out
+
+    def flat(self) -> dict[str, bool | int | float | str]:
+        """``{"train.lr": 5e-05, ...}`` with scalar values only (TensorBoard hparams need that)."""
+        flat: dict[str, bool | int | float | str] = {}
+        for section, values in self.to_dict().items():
+            for key, value in values.items():
+                ok = isinstance(value, (bool, int, float, str))
+                flat[f"{section}.{key}"] = value if ok else ("" if value is None else str(value))
+        return flat
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def noise_fields() -> dict[str, Any]:
+    """Field name -> type of ``data_prep.noise.NoiseConfig`` (the keys ``noise.*`` accepts)."""
+    from data_prep.noise import NoiseConfig
+
+    return typing.get_type_hints(NoiseConfig)
+
+
+def known_keys() -> list[str]:
+    keys = []
+    for name in SECTIONS:
+        cls = _section_class(name)
+        if cls is NoiseSection:
+            keys += ["noise.preset"] + [f"noise.{k}" for k in noise_fields()]
+        else:
+            keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def _section_class(name: str) -> type:
+    return typing.get_type_hints(Config)[name]
+
+
+def _unknown(key: str) -> UserError:
+    close = difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see --help for the known keys"
+    return UserError(f"unknown config key '{key}'{hint}")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or raise UserError."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    try:
+        if typing.get_origin(tp) is list:
+            value = _parse_scalar(value) if isinstance(value, str) else value
+            items = value if isinstance(value, list) else [value]
+            return [_coerce(v, typing.get_args(tp)[0], key) for v in items]
+        if tp is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes as a bool
+                return "yes" if value else "no"
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+        if isinstance(value, str):
+            return _parse_scalar(value)
+    except (TypeError, ValueError):
+        name = getattr(tp, "__name__", str(tp))
+        raise UserError(f"config key '{key}' expects {name}, got {value!r}") from None
+    return value
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(argv: list[str]) -> dict[str, Any]:
+    """``["--train.lr", "1e-4", "--model.d_model=32"]`` -> ``{"train.lr": "1e-4", "model.d_model": "32"}``.
+
+    Values stay strings here; ``build_config`` converts each to its field's type.
+    """
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise UserError(f"expected --KEY VALUE, got '{arg}'")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UserError(f"option --{key} needs a value")
+            i += 1
+            value = argv[i]
+        out[key] = value
+        i += 1
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections (model, data, noise, train, eval)")
+    return data
+
+
+def build_config(tree: dict[str, Any], overrides: dict[str, Any] | None = None) -> Config:
+    """Typed ``Config`` from a nested mapping plus dotted overrides; unknown keys raise UserError."""
+    dotted: dict[str, Any] = {}
+    for section, values in tree.items():
+        if section not in SECTIONS:
+            raise _unknown(str(section))
+        if not isinstance(values, dict):
+            raise UserError(f"config section '{section}' must be a mapping")
+        dotted.update({f"{section}.{k}": v for k, v in values.items()})
+    dotted.update(overrides or {})
+
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in dotted.items():
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name:
+            raise _unknown(key)
+        sections[section][name] = value
+
+    cfg = Config()
+    for section, values in sections.items():
+        cls = _section_class(section)
+        if cls is NoiseSection:
+            cfg.noise = _build_noise(values)
+            continue
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            if name not in hints:
+                raise _unknown(f"{section}.{name}")
+            setattr(getattr(cfg, section), name, _coerce(value, hints[name], f"{section}.{name}"))
+    _check_positive(cfg)
+    return cfg
+
+
+def _check_positive(cfg: Config) -> None:
+    keys = [
+        "train.max_steps",
+        "train.batch_size",
+        "train.log_every",
+        "train.eval_every",
+        "train.save_every",
+        "train.max_bad_steps",
+        "eval.batch_size",
+        "model.d_model",
+    ]
+    for key in keys:
+        section, _, name = key.partition(".")
+        if getattr(getattr(cfg, section), name) < 1:
+            raise UserError(f"config key '{key}' must be at least 1")
+
+
+def _build_noise(values: dict[str, Any]) -> NoiseSection:
+    preset = str(values.pop("preset", "uer"))
+    fields = noise_fields() if values else {}
+    params = {}
+    for name, value in values.items():
+        if name not in fields:
+            raise _unknown(f"noise.{name}")
+        params[name] = _coerce(value, fields[name], f"noise.{name}")
+    return NoiseSection(preset=preset, params=params)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    tree = _read_yaml(Path(path)) if path else {}
+    return build_config(tree, overrides)

@@ -1,0 +1,44 @@
+"""Hugging Face exports ``hf/step-N/`` and ``hf/final/`` that transformers 4.x and 5.x both load.
+
+Each holds config.json, model.safetensors, generation_config.json (generation starts at ``[CLS]`` and
+stops at ``[SEP]``) and the data's tokenizer files including vocab.txt (which transformers 5 does not
+write itself, and which 4.x's ``BertTokenizer`` needs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from pretrain.checkpoint import replace_dir
+
+
+def export_model(
+    model: PreTrainedModel, state_dict: dict[str, Any] | None, tokenizer_dir: Path, out: Path
+) -> Path:
+    """Write the export into a temporary directory beside ``out``, then move it into place."""
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    hf_logging.disable_progress_bar()
+    model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+    _make_config_portable(tmp / "config.json")
+    for file in tokenizer_dir.iterdir():
+        if file.is_file():
+            shutil.copy2(file, tmp / file.name)
+    replace_dir(tmp, out)
+    return out
+
+
+def _make_config_portable(path: Path) -> None:
+    """Add what transformers 4.x reads where 5.x writes another key (``torch_dtype``), and the tokenizer."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if "dtype" in config:
+        config.setdefault("torch_dtype", config["dtype"])
+    config.setdefault("tokenizer_class", "BertTokenizer")
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

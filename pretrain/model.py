@@ -1,0 +1,75 @@
+"""Build ``BartForConditionalGeneration`` from the config (or an existing checkpoint) for a tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
+
+from data_prep.errors import UserError
+from pretrain.config import ModelConfig
+from pretrain.data import file_sha256
+
+NOT_BART_FIELDS = {"attn_implementation", "init_from", "gradient_checkpointing"}
+
+
+def special_ids(tokenizer: Any) -> dict[str, int]:
+    """BART's special ids as UER-py's Chinese BART uses them: start = [CLS], end = [SEP], pad = [PAD]."""
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+        "decoder_start_token_id": tokenizer.cls_token_id,
+        "forced_eos_token_id": tokenizer.sep_token_id,
+    }
+
+
+def bart_config(cfg: ModelConfig, vocab_size: int, ids: dict[str, int]) -> BartConfig:
+    arch = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in NOT_BART_FIELDS}
+    return BartConfig(**{**arch, "vocab_size": vocab_size}, **ids)
+
+
+def build_model(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> BartForConditionalGeneration:
+    """A fresh model from ``cfg`` or, with ``cfg.init_from``, a copy of that checkpoint; vocab must match."""
+    ids = special_ids(tokenizer)
+    if cfg.vocab_size is not None and cfg.vocab_size != len(tokenizer):
+        raise UserError(
+            f"model.vocab_size is {cfg.vocab_size} but the data's tokenizer has {len(tokenizer)} "
+            f"tokens: set --model.vocab_size {len(tokenizer)} (or null to follow the tokenizer)"
+        )
+    if cfg.init_from:
+        model = _load_pretrained(cfg, tokenizer, vocab_file)
+        model.config.update(ids)
+    else:
+        config = bart_config(cfg, len(tokenizer), ids)
+        model = BartForConditionalGeneration._from_config(config, attn_implementation=cfg.attn_implementation)
+    # A max_length of its own keeps the decoder within its position table, and makes transformers 4.x
+    # pipelines drop their default max_new_tokens=256 and honour the caller's max_length.
+    model.generation_config = GenerationConfig(
+        **ids, num_beams=1, do_sample=False, max_length=model.config.max_position_embeddings
+    )
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def _load_pretrained(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> BartForConditionalGeneration:
+    src = Path(cfg.init_from)
+    if not (src / "config.json").is_file():
+        raise UserError(f"model.init_from {src} is not a Hugging Face model directory (no config.json)")
+    if (src / "vocab.txt").is_file() and file_sha256(src / "vocab.txt") != file_sha256(vocab_file):
+        raise UserError(
+            f"model.init_from {src} has a different vocab.txt than the data's tokenizer "
+            f"({vocab_file}): prepare the data with that model's tokenizer"
+        )
+    model = BartForConditionalGeneration.from_pretrained(
+        str(src), attn_implementation=cfg.attn_implementation
+    )
+    if model.config.vocab_size != len(tokenizer):
+        raise UserError(
+            f"model.init_from {src} has vocab_size {model.config.vocab_size} but the data's "
+            f"tokenizer has {len(tokenizer)} tokens"
+        )
+    return model

@@ -1,0 +1,132 @@
+"""Config loading: the shipped YAML files, dotted overrides, typed values and unknown keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data_prep.errors import UserError
+from pretrain.__main__ import main
+from pretrain.config import load_config, parse_overrides
+from pretrain.train import grad_accum_steps
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["bart-4-768", "bart-6-768", "bart-12-1024", "tiny"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.model.d_model % cfg.model.encoder_attention_heads == 0
+    assert cfg.noise.preset in ("uer", "bart")
+
+
+def test_bart_4_768_is_the_seed_recipe():
+    cfg = load_config(CONFIGS / "bart-4-768.yaml")
+    m, t = cfg.model, cfg.train
+    assert (m.encoder_layers, m.decoder_layers, m.d_model, m.encoder_attention_heads, m.encoder_ffn_dim) == (
+        4,
+        4,
+        768,
+        12,
+        3072,
+    )
+    assert (m.decoder_attention_heads, m.decoder_ffn_dim, m.activation_function) == (12, 3072, "gelu")
+    assert (m.dropout, m.attention_dropout, m.activation_dropout) == (0.1, 0.1, 0.1)
+    assert (m.max_position_embeddings, m.scale_embedding, m.tie_word_embeddings, m.vocab_size) == (
+        1024,
+        False,
+        True,
+        21128,
+    )
+    assert (t.max_steps, t.lr, t.beta1, t.beta2, t.eps, t.weight_decay, t.warmup_ratio) == (
+        1_000_000,
+        5e-5,
+        0.9,
+        0.999,
+        1e-6,
+        0.01,
+        0.1,
+    )
+    assert t.max_grad_norm == 0 and cfg.noise.preset == "uer"
+    # global batch 64 on 1, 8 or 16 GPUs
+    assert [grad_accum_steps(t, n) * t.batch_size * n for n in (1, 8)] == [64, 64]
+
+
+def test_dotted_overrides_are_typed():
+    argv = [
+        "--train.max_steps",
+        "100",
+        "--train.lr=1e-4",
+        "--model.scale_embedding",
+        "true",
+        "--train.resume",
+        "auto",
+        "--model.init_from",
+        "null",
+        "--train.mixed_precision",
+        "no",
+    ]
+    cfg = load_config(CONFIGS / "tiny.yaml", parse_overrides(argv))
+    assert cfg.train.max_steps == 100 and cfg.train.lr == pytest.approx(1e-4)
+    assert cfg.model.scale_embedding is True and cfg.train.resume == "auto"
+    assert cfg.model.init_from is None and cfg.train.mixed_precision == "no"
+
+
+def test_noise_keys_are_validated_against_noise_config():
+    from data_prep.noise import NoiseConfig
+
+    name = next(iter(NoiseConfig.__dataclass_fields__))
+    value = getattr(NoiseConfig.from_preset("uer"), name)
+    cfg = load_config(None, {"noise.preset": "bart", f"noise.{name}": str(value)})
+    assert cfg.noise.preset == "bart" and cfg.noise.params == {name: value}
+    with pytest.raises(UserError, match="unknown config key 'noise.no_such_knob'"):
+        load_config(None, {"noise.no_such_knob": "1"})
+
+
+def test_unknown_key_lists_close_matches():
+    with pytest.raises(UserError, match=r"unknown config key 'train.max_step'; did you mean train.max_steps"):
+        load_config(None, {"train.max_step": "5"})
+    with pytest.raises(UserError, match=r"unknown config key 'trian.lr'; did you mean train.lr"):
+        load_config(None, {"trian.lr": "5"})
+    with pytest.raises(UserError, match="expects float"):
+        load_config(None, {"train.lr": "fast"})
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": {"max_stepz": 1}}))
+    with pytest.raises(UserError, match="did you mean train.max_steps"):
+        load_config(bad)
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_user_errors_are_one_line_exit_2(capsys, tmp_path):
+    assert main(["--config", str(CONFIGS / "tiny.yaml"), "--train.max_step", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean train.max_steps" in err and "Traceback" not in err
+    assert (
+        main(
+            [
+                "--config",
+                str(CONFIGS / "tiny.yaml"),
+                "--data.path",
+                str(tmp_path / "nope"),
+                "--train.output_dir",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_global_batch_and_grad_accum_must_agree():
+    cfg = load_config(CONFIGS / "bart-4-768.yaml", {"train.grad_accum": "2"})
+    with pytest.raises(UserError, match="contradicts"):
+        grad_accum_steps(cfg.train, 1)
+    cfg = load_config(CONFIGS / "bart-4-768.yaml", {"train.batch_size": "24"})
+    with pytest.raises(UserError, match="not a multiple"):
+        grad_accum_steps(cfg.train, 1)

@@ -1,0 +1,166 @@
+"""`prepare` end to end on a synthetic corpus: layout, exact ids, documents, formats, inputs, `inspect`."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+
+import datasets
+import pytest
+from prep_fixtures import cli, clue_corpus, read_split, small_vocab_dir, stream_of
+from transformers import BertTokenizer
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    return small_vocab_dir(tmp_path_factory.mktemp("vocab"))
+
+
+@pytest.fixture(scope="module")
+def hf(vocab):
+    return BertTokenizer.from_pretrained(str(vocab))
+
+
+def doc_ids(hf, lines: list[str]) -> list[int]:
+    return [i for line in lines for i in hf(line, add_special_tokens=False)["input_ids"]]
+
+
+def prepare(vocab, inputs, out, *extra: str) -> int:
+    return cli(
+        "prepare",
+        "--input",
+        *map(str, inputs),
+        "--tokenizer",
+        str(vocab),
+        "--output",
+        str(out),
+        "--quiet",
+        *extra,
+    )
+
+
+def test_layout_manifest_and_exact_ids(tmp_path, vocab, hf):
+    docs = clue_corpus(tmp_path / "in" / "a.txt", 120, seed=1)
+    out = tmp_path / "out"
+    assert prepare(vocab, [tmp_path / "in"], out, "--seq-length", "64", "--valid-ratio", "0") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    vocab_bytes = (vocab / "vocab.txt").read_bytes()
+    assert manifest["vocab_sha256"] == hashlib.sha256(vocab_bytes).hexdigest()
+    assert (out / "tokenizer" / "vocab.txt").read_bytes() == vocab_bytes
+    assert len(BertTokenizer.from_pretrained(str(out / "tokenizer"))) == len(vocab_bytes.splitlines())
+    assert manifest["special_ids"] == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+    assert manifest["seq_length"] == 64 and manifest["dtype"] == "uint16"
+    train = datasets.load_from_disk(str(out / "train"))
+    assert train.features["input_ids"].feature.dtype == "uint16"
+    rows = read_split(out / "train")
+    assert len(datasets.load_from_disk(str(out / "valid"))) == 0
+    c = manifest["counts"]["train"]
+    assert c["examples"] == len(rows) and c["ids"] == sum(len(r["input_ids"]) for r in rows)
+    assert c["documents"] == len(docs)
+    assert all(len(r["input_ids"]) <= 64 for r in rows)
+    # every token of every document exactly once, in order, and every document ends at a [SEP]
+    expected = [doc_ids(hf, d) for d in docs]
+    stream, piece_ends = stream_of(rows)
+    assert stream == [i for d in expected for i in d]
+    bounds, pos = set(), 0
+    for d in expected:
+        pos += len(d)
+        bounds.add(pos)
+    assert bounds <= set(piece_ends)
+    assert manifest["repairs"]["long_sentences_split"] > 0 and manifest["repairs"]["long_lines_split"] > 0
+    assert manifest["sources"] == [
+        {
+            "path": str(tmp_path / "in" / "a.txt"),
+            "bytes": (tmp_path / "in" / "a.txt").stat().st_size,
+            "status": "ok",
+        }
+    ]
+
+
+def test_validation_split_is_by_whole_documents(tmp_path, vocab, hf):
+    docs = clue_corpus(tmp_path / "a.txt", 200, seed=2)
+    out = tmp_path / "out"
+    assert prepare(vocab, [tmp_path / "a.txt"], out, "--seq-length", "64", "--valid-ratio", "0.25") == 0
+    m = json.loads((out / "manifest.json").read_text())
+    train, _ = stream_of(read_split(out / "train"))
+    valid, _ = stream_of(read_split(out / "valid"))
+    assert m["counts"]["train"]["documents"] + m["counts"]["valid"]["documents"] == len(docs)
+    assert 20 < m["counts"]["valid"]["documents"] < 80
+    # each document's ids are found whole in the stream of its split; the streams are those docs in order
+    t = v = 0
+    for d in docs:
+        ids = doc_ids(hf, d)
+        if train[t : t + len(ids)] == ids:
+            t += len(ids)
+        else:
+            assert valid[v : v + len(ids)] == ids
+            v += len(ids)
+    assert (t, v) == (len(train), len(valid))
+
+
+def test_tiny_corpus_still_gets_a_validation_document(tmp_path, vocab):
+    (tmp_path / "a.txt").write_text("第一篇。\n\n第二篇。\n\n第三篇。\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert prepare(vocab, [tmp_path / "a.txt"], out, "--valid-ratio", "0.01") == 0
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["valid"]["documents"] == 1 and counts["train"]["documents"] == 2
+
+
+def test_formats_compression_globs_and_directories(tmp_path, vocab, hf):
+    texts = ["第一篇文章。很好！", "second 文章 hello world.", "第三篇，有[MASK]。"]
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.jsonl").write_text(
+        "\n".join(json.dumps({"body": t, "id": i}) for i, t in enumerate(texts)) + "\n"
+    )
+    (src / "sub" / "b.txt.gz").write_bytes(gzip.compress("\n".join(texts).encode()))
+    (src / "sub" / "c.txt.bz2").write_bytes(bz2.compress("\n".join(texts).encode()))
+    (src / "sub" / "d.txt.xz").write_bytes(lzma.compress("\n".join(texts).encode()))
+    expected = [hf(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    out = tmp_path / "jsonl"
+    assert (
+        prepare(
+            vocab, [src / "*.jsonl"], out, "--format", "jsonl", "--text-field", "body", "--valid-ratio", "0"
+        )
+        == 0
+    )
+    rows = read_split(out / "train")
+    assert len(rows) == 1 and rows[0]["doc_ends"] == [
+        len(expected[0]) + 1,
+        len(expected[0]) + len(expected[1]) + 2,
+        len(rows[0]["input_ids"]) - 1,
+    ]
+    assert stream_of(rows)[0] == sum(expected, [])
+
+    out = tmp_path / "lines"
+    assert prepare(vocab, [src / "sub"], out, "--format", "lines", "--valid-ratio", "0") == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert [s["path"].rsplit("/", 1)[1] for s in m["sources"]] == ["b.txt.gz", "c.txt.bz2", "d.txt.xz"]
+    assert m["counts"]["train"]["documents"] == 9
+    assert stream_of(read_split(out / "train"))[0] == sum(expected, []) * 3
+
+
+def test_inspect_prints_fill_histogram_and_examples(tmp_path, vocab, capsys):
+    clue_corpus(tmp_path / "a.txt", 60, seed=3)
+    out = tmp_path / "out"
+    assert prepare(vocab, [tmp_path / "a.txt"], out, "--seq-length", "128") == 0
+    capsys.readouterr()
+    assert cli("inspect", str(out), "--examples", "2") == 0
+    text = capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert (
+        f"train: {m['counts']['train']['examples']:,} examples, fill {m['fill']['train']['fill_ratio']:.1%}"
+        in text
+    )
+    assert "[CLS]" in text and "tokenizer:" in text and "repairs/skips:" in text
+    assert cli("inspect", str(out), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    hist = report["splits"]["train"]["histogram"]
+    assert sum(b["examples"] for b in hist) == m["counts"]["train"]["examples"]
+    assert report["splits"]["train"]["fill_ratio"] == pytest.approx(
+        m["fill"]["train"]["fill_ratio"], abs=1e-6
+    )
