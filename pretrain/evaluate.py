@@ -7,6 +7,8 @@ fixed ``eval.noise_seed`` (epoch 0), so curves compare across runs and resumes.
 predicts right. A target token is corrupted when the source does not carry it through: it is not part
 of any block that ``difflib.SequenceMatcher`` aligns between source and target (masked, replaced,
 deleted or moved tokens). ``eval/token_accuracy`` is the same over all target tokens.
+``eval/unigram_accuracy`` is the baseline a model without context reaches: the share of corrupted
+tokens equal to the most frequent corrupted token of the evaluation set (the best constant guess).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def build_eval_set(valid: datasets.Dataset, denoiser: Callable, num_examples: in
         src, tgt = denoiser(ids, sents, docs, epoch=0, index=i)
         out.append(EvalExample(i, src, tgt, corrupted_mask(src, tgt)))
     return out
+
+
+def unigram_accuracy(examples: list[EvalExample]) -> float:
+    """The best constant prediction's accuracy on the corrupted target tokens of ``examples``."""
+    corrupted = [e.tgt[e.corrupted] for e in examples if e.weight]
+    tokens = np.concatenate(corrupted) if corrupted else np.zeros(0, dtype=np.int64)
+    if not len(tokens):
+        return 0.0
+    return float(np.unique(tokens, return_counts=True)[1].max() / len(tokens))
 
 
 def rank_slice(examples: list[EvalExample], rank: int, world: int) -> list[EvalExample]:

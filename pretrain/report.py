@@ -88,7 +88,9 @@ def summarize(run_dir: Path) -> str:
         lines.append(f"best eval loss:  {best[2]:.4f} (step {best[1]:,})")
     acc = scalars.get("eval/accuracy", [])
     if acc:
-        lines.append(f"eval accuracy:   {acc[-1][2]:.3f} on corrupted tokens (step {acc[-1][1]:,})")
+        unigram = scalars.get("eval/unigram_accuracy", [])
+        baseline = f", unigram baseline {unigram[-1][2]:.3f}" if unigram else ""
+        lines.append(f"eval accuracy:   {acc[-1][2]:.3f} on corrupted tokens (step {acc[-1][1]:,}{baseline})")
     tokens = scalars.get("train/tokens_per_sec", [])
     rate = steps_per_second(loss)
     if tokens or rate:

@@ -32,7 +32,7 @@ from pretrain.checkpoint import (
 )
 from pretrain.config import Config, TrainConfig
 from pretrain.data import EpochBatchSampler, NoisedDataset, load_shards, make_loader
-from pretrain.evaluate import build_eval_set, evaluate, rank_slice, samples_markdown
+from pretrain.evaluate import build_eval_set, evaluate, rank_slice, samples_markdown, unigram_accuracy
 from pretrain.export import export_model
 from pretrain.metrics import Throughput, flops_per_token, peak_flops
 from pretrain.model import build_model
@@ -153,6 +153,7 @@ def train(cfg: Config) -> Path:
     eval_share = (
         rank_slice(eval_set, accelerator.process_index, accelerator.num_processes) if eval_set else []
     )
+    baseline = unigram_accuracy(eval_set)
     can_sample = accelerator.distributed_type != DistributedType.FSDP and not (
         accelerator.distributed_type == DistributedType.DEEPSPEED
         and accelerator.state.deepspeed_plugin.zero_stage == 3
@@ -246,13 +247,15 @@ def train(cfg: Config) -> Path:
         if eval_share and (state.step % tc.eval_every == 0 or state.step == tc.max_steps):
             with meter.paused():
                 metrics = evaluate(model, eval_share, collate, cfg.eval.batch_size, accelerator)
+                metrics["eval/unigram_accuracy"] = baseline
                 if main and can_sample:
                     unwrapped = accelerator.unwrap_model(model)
                     metrics["samples/fill_in"] = samples_markdown(unwrapped, tok, cfg.eval, eval_set)
                 accelerator.log(metrics, step=state.step)
             bar.write(
                 f"step {state.step}: eval loss {metrics['eval/loss']:.4f}, "
-                f"accuracy on corrupted tokens {metrics['eval/accuracy']:.3f}"
+                f"accuracy on corrupted tokens {metrics['eval/accuracy']:.3f} "
+                f"(unigram baseline {baseline:.3f})"
             )
 
         if state.step % tc.save_every == 0 or state.step == tc.max_steps:

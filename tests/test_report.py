@@ -19,6 +19,7 @@ def write_run(run_dir, max_steps=1000):
     for step, loss in ((50, 4.2), (100, 3.9)):
         writer.add_scalar("eval/loss", loss, step, walltime=1000.0 + step / 2)
         writer.add_scalar("eval/accuracy", 0.3, step, walltime=1000.0 + step / 2)
+        writer.add_scalar("eval/unigram_accuracy", 0.05, step, walltime=1000.0 + step / 2)
     writer.close()
 
 
@@ -27,6 +28,7 @@ def test_summary_numbers(tmp_path):
     text = summarize(tmp_path)
     assert "steps:           100 / 1,000 (10.0%)" in text
     assert "best eval loss:  3.9000 (step 100)" in text
+    assert "eval accuracy:   0.300 on corrupted tokens (step 100, unigram baseline 0.050)" in text
     assert "12,345 tokens/s, 2.00 steps/s" in text
     assert "ETA:             0:07:30 to step 1,000" in text  # 900 steps at 2 steps/s
 

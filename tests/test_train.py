@@ -52,6 +52,8 @@ def test_loss_falls_and_accuracy_on_corrupted_tokens_rises(learned_run):
     acc = [v for _, v in s["eval/accuracy"]]
     assert [step for step, _ in s["eval/accuracy"]] == [15, 30, 45, 60]
     assert acc[-1] > acc[0] + 0.05 and acc[-1] > 0.2
+    baseline = [v for _, v in s["eval/unigram_accuracy"]]
+    assert len(set(baseline)) == 1 and 0 < baseline[0] < 1 and acc[-1] > baseline[0]
 
 
 def test_tensorboard_scalars_text_and_hparams(learned_run):

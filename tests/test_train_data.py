@@ -9,7 +9,7 @@ import pytest
 from transformers import BartConfig
 
 from data_prep.errors import UserError
-from pretrain.evaluate import EvalExample, corrupted_mask, rank_slice
+from pretrain.evaluate import EvalExample, corrupted_mask, rank_slice, unigram_accuracy
 from pretrain.metrics import flops_per_token, matmul_params
 
 
@@ -70,6 +70,16 @@ def test_corrupted_positions():
     infilled = np.array([101, 5, 103, 9, 102])  # span 6 7 8 -> one [MASK]
     assert corrupted_mask(infilled, tgt).tolist() == [False, False, True, True, True, False, False]
     assert not corrupted_mask(tgt, tgt).any()
+
+
+def test_unigram_baseline_is_the_best_constant_guess_on_corrupted_tokens():
+    tgt = np.array([101, 5, 6, 5, 5, 102])
+    a = EvalExample(0, tgt, tgt, np.array([False, True, True, True, False, False]))  # 5 6 5
+    b = EvalExample(1, tgt, tgt, np.array([False, False, True, False, True, False]))  # 6 5
+    assert unigram_accuracy([a, b]) == pytest.approx(3 / 5)
+    filler = EvalExample(-1, tgt, tgt, np.ones(6, dtype=bool), weight=0)  # padding is not counted
+    assert unigram_accuracy([b, filler]) == pytest.approx(1 / 2)
+    assert unigram_accuracy([]) == 0.0
 
 
 def test_eval_shares_are_disjoint_and_equal_length():
