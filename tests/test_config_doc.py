@@ -1,0 +1,99 @@
+"""The generated config reference: complete, described, true to the dataclass defaults, and in the README."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from data_prep.noise import PRESETS, NoiseConfig
+from pretrain.config import Config, TrainConfig, build_config, known_keys
+from pretrain.config_doc import BEGIN, END, NOISE_DESCRIPTIONS, field_docs, main, render
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """``key`` -> the unescaped cells after the key column of its table row."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, list[str]]:
+    return table_rows(render())
+
+
+def test_every_key_is_documented(rows):
+    assert set(rows) == set(known_keys())
+    assert set(rows) >= {f"noise.{f.name}" for f in dataclasses.fields(NoiseConfig)}
+    assert not [key for key, cells in rows.items() if not cells[-1]], "add an inline # comment to these"
+
+
+def test_noise_descriptions_only_fill_missing_comments():
+    uncommented = {name for name, (_, doc) in field_docs(NoiseConfig).items() if not doc}
+    assert set(NOISE_DESCRIPTIONS) <= uncommented, "these now have a comment in noise.py: delete them here"
+
+
+def test_spot_check_defaults(rows):
+    assert rows["train.lr"][1] == f"`{TrainConfig.lr}`" == "`5e-05`"
+    assert rows["model.vocab_size"][1] == "`21128`"
+    assert rows["data.path"][1] == "`null`"
+    assert rows["train.tf32"][1] == "`true`"
+    assert rows["model.vocab_size"][0] == "`int | None`"
+    assert rows["noise.mask_ratio"][1:3] == [
+        f"`{NoiseConfig.mask_ratio}`",
+        f"`{PRESETS['bart']['mask_ratio']}`",
+    ]
+    assert rows["noise.preset"][1:3] == ["`uer`", "`bart`"]
+
+
+def test_shown_defaults_typed_back_give_the_dataclass_defaults(rows):
+    defaults = Config()
+    for key, (_, shown, *_) in rows.items():
+        section, _, name = key.partition(".")
+        if section != "noise":
+            typed = build_config({}, {key: shown.strip("`")})
+            assert getattr(getattr(typed, section), name) == getattr(getattr(defaults, section), name), key
+    for i, preset in enumerate(PRESETS, start=1):
+        values = {
+            key.removeprefix("noise."): cells[i].strip("`")
+            for key, cells in rows.items()
+            if key.startswith("noise.") and key != "noise.preset"
+        }
+        assert NoiseConfig.from_preset(preset, **values) == NoiseConfig.from_preset(preset)
+
+
+def test_write_then_check_round_trips(tmp_path, capsys):
+    path = tmp_path / "README.md"
+    path.write_text(f"# Title\n\nintro\n{BEGIN}\nstale\n{END}\n\n## After\n", encoding="utf-8")
+    assert main(["--check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"python -m pretrain.config_doc --write {path}" in err
+    assert main(["--write", str(path)]) == 0
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(f"# Title\n\nintro\n{BEGIN}\n\n") and text.endswith(f"\n{END}\n\n## After\n")
+    assert render() in text and "stale" not in text
+    assert main(["--check", str(path)]) == 0
+    assert main(["--write", str(path)]) == 0 and path.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.parametrize("body", ["no markers\n", f"{END}\n{BEGIN}\n", f"{BEGIN}\n{BEGIN}\n{END}\n"])
+@pytest.mark.parametrize("mode", ["--write", "--check"])
+def test_bad_markers_are_a_one_line_error(tmp_path, capsys, body, mode):
+    path = tmp_path / "README.md"
+    path.write_text(body, encoding="utf-8")
+    assert main([mode, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pretrain.config_doc: error:") and BEGIN in err
+    assert path.read_text(encoding="utf-8") == body
+
+
+def test_readme_is_up_to_date(capsys):
+    assert main(["--check", str(README)]) == 0, capsys.readouterr().err
