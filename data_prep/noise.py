@@ -38,8 +38,9 @@ Semantics, in the order they are applied (``NoiseConfig`` holds every knob):
    ``replace_length``: -1 replaces every token of the span (one random token per position); 1 replaces
    the span by one token (``[MASK]`` or one random token); 0 deletes a masked span (a random one still
    leaves one random token).
-5. ``collapse_masks``: every run of consecutive ``[MASK]`` in the result becomes one ``[MASK]``
-   (UER-py's text infilling; adjacent masked spans merge).
+5. ``collapse_masks``: every run of consecutive ``[MASK]`` that the noise made becomes one ``[MASK]``
+   (UER-py's text infilling; adjacent masked spans merge). A ``[MASK]`` already in the input is kept:
+   a run that holds one keeps exactly the input's ``[MASK]`` tokens (the masked spans merge into them).
 6. Insertion: ``round(insert_ratio * maskable tokens)`` plus the zero-length spans, each a ``[MASK]``
    (a random token with probability ``random_ratio``), at random places between ``[CLS]`` and the last
    token. The count is cut so that ``len(src) <= len(input_ids)``: the noise never lengthens an example.
@@ -228,6 +229,8 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 class Denoiser:
     """Corrupts one example at a time; picklable, so it can live in DataLoader worker processes."""
 
+    _arange = np.arange(0)  # grown on demand: token positions as views, without a new arange per call
+
     def __init__(
         self,
         cfg: NoiseConfig,
@@ -293,13 +296,15 @@ class Denoiser:
         n = len(ids)
         if ids.ndim != 1:
             raise ValueError(f"input_ids must be 1-D, got shape {ids.shape}")
-        if n and (ids.max() >= self.special.vocab_size or ids.min() < 0):
+        unsigned = getattr(getattr(input_ids, "dtype", None), "kind", "") == "u"
+        if n and (ids.max() >= self.special.vocab_size or (not unsigned and ids.min() < 0)):
             raise ValueError(f"input_ids outside the vocab of {self.special.vocab_size}")
         docs = (ids == self.special.sep).nonzero()[0] if doc_ends is None else np.asarray(doc_ends, np.int64)
-        ends = docs if sentence_ends is None else np.asarray(sentence_ends, np.int64)
+        doc_list = docs.tolist()  # the small per-row arrays are cheaper as lists
+        ends = doc_list if sentence_ends is None else np.asarray(sentence_ends, np.int64).tolist()
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), int(index)]))
         first = int(n > 0 and ids[0] == self.special.cls)
-        order = self._reorder(n, first, _sentences(n, first, ends, docs), docs, rng)
+        order = self._reorder(n, first, _sentences(n, first, ends, doc_list), doc_list, rng)
         x = ids[order]
         maskable = self._maskable[x]
         maskable[docs] = False
@@ -319,19 +324,29 @@ class Denoiser:
         self,
         n: int,
         first: int,
-        sentences: tuple[np.ndarray, np.ndarray, np.ndarray],
-        docs: np.ndarray,
+        sentences: tuple[list[int], list[int], list[int]],
+        docs: list[int],
         rng: np.random.Generator,
     ) -> np.ndarray:
-        order = np.arange(n)
         starts, ends, doc = sentences
+        if len(self._arange) < n:
+            self._arange = np.arange(max(n, 2 * len(self._arange)))
+        positions = self._arange[:n]
         if self.cfg.permute_sentences > 0 and len(starts) >= 2:
-            new = self._sentence_order(doc, rng)
-            lengths = ends - starts
-            order[_ranges(starts, lengths)] = _ranges(starts[new], lengths[new])
+            new = self._sentence_order(np.array(doc), rng).tolist()
+            # the sentences in their new order, back to back; the [SEP] between two documents stays
+            pieces = [positions[:first]]
+            for slot, j in enumerate(new[:-1]):
+                pieces.append(positions[starts[j] : ends[j]])
+                if starts[slot + 1] > ends[slot]:
+                    pieces.append(positions[ends[slot] : starts[slot + 1]])
+            pieces += [positions[starts[new[-1]] : ends[new[-1]]], positions[ends[-1] :]]
+            order = np.concatenate(pieces)
+        else:
+            order = positions.copy()
         if self.cfg.rotate > 0:
-            begins = [first] + (docs + 1).tolist()
-            stops = docs.tolist() + [n]  # a tail without [SEP] ends at n
+            begins = [first] + [d + 1 for d in docs]
+            stops = docs + [n]  # a tail without [SEP] ends at n
             for d in (rng.random(len(stops)) < self.cfg.rotate).nonzero()[0].tolist():
                 a, b = begins[d], stops[d]
                 if b - a >= 2:
@@ -366,8 +381,8 @@ class Denoiser:
         """Chosen pieces as token offsets (starts, stops, outcomes); units, chosen units, draws, zeros."""
         cfg = self.cfg
         n = len(cpos)
-        if n == 0 or cfg.mask_ratio <= 0:
-            return _EMPTY, _EMPTY, _EMPTY, n, 0, _EMPTY, 0
+        if n == 0:
+            return _EMPTY, _EMPTY, _EMPTY, 0, 0, _EMPTY, 0
         region = np.empty(n, dtype=bool)  # first maskable token of a document (or after a stray special)
         region[0] = True
         np.not_equal(cpos[1:], cpos[:-1] + 1, out=region[1:])
@@ -379,6 +394,8 @@ class Denoiser:
             unit_first = None
             region_units = region.nonzero()[0]
             units = n
+        if cfg.mask_ratio <= 0:
+            return _EMPTY, _EMPTY, _EMPTY, units, 0, _EMPTY, 0
         budget = min(units, max(1, int(cfg.mask_ratio * units + 0.5)))
         zeros = 0
         if cfg.span_layout == "tiled":
@@ -422,20 +439,20 @@ class Denoiser:
             shift = np.repeat(shifts, counts)
             starts = cum[:used] + shift
             stops = np.minimum(cum[1 : used + 1] + shift, np.repeat(region_ends, counts))
-        lengths = stops - starts
         perm = rng.permutation(used)
-        total = lengths[perm].cumsum()
+        lengths = (stops - starts)[perm]  # in the order the spans are tried
+        total = lengths.cumsum()
         fit = int(total.searchsorted(budget, side="right"))  # the longest prefix within the budget
         room = budget - (int(total[fit - 1]) if fit else 0)
         take = perm[:fit]
         extra, pos = [], fit + 1
         while room > 0 and pos < used:  # UER-py skips a span that does not fit and goes on
-            fits = (lengths[perm[pos:]] <= room).nonzero()[0]
+            fits = (lengths[pos:] <= room).nonzero()[0]
             if not len(fits):
                 break
             pos += int(fits[0])
             extra.append(perm[pos])
-            room -= int(lengths[perm[pos]])
+            room -= int(lengths[pos])
             pos += 1
         if extra:
             take = np.concatenate((take, extra))
@@ -487,25 +504,33 @@ class Denoiser:
         kind[stops] -= outcomes
         kind = kind[:n].cumsum(dtype=np.int8)
         if self.cfg.replace_length == -1:
-            src = np.where(kind == MASK, mask_id, x)
+            made = kind == MASK  # the [MASK] tokens the noise makes
+            src = np.where(made, mask_id, x)
             rand = kind == RANDOM
             count = int(np.count_nonzero(rand))
             if count:
                 src[rand] = self._random_tokens(count, rng)
         else:
-            heads = starts[outcomes != KEEP]
-            rand = heads[outcomes[outcomes != KEEP] == RANDOM]
+            heads, head_outcomes = starts, outcomes
+            if np.count_nonzero(outcomes) < len(outcomes):  # some spans are kept (KEEP is 0)
+                heads, head_outcomes = starts[outcomes != KEEP], outcomes[outcomes != KEEP]
+            is_rand = head_outcomes == RANDOM
             src = x.copy()
             src[heads] = mask_id
-            src[rand] = self._random_tokens(len(rand), rng)
+            count = int(np.count_nonzero(is_rand))
+            rand = heads[is_rand] if count else _EMPTY
+            if count:
+                src[rand] = self._random_tokens(count, rng)
             keep = kind == KEEP
             keep[rand if self.cfg.replace_length == 0 else heads] = True
+            made = None
+            if self.cfg.collapse_masks:
+                made = np.zeros(n, dtype=bool)
+                made[heads[~is_rand] if count else heads] = True
+                made = made[keep]
             src = src[keep]
         if self.cfg.collapse_masks:
-            is_mask = src == mask_id
-            keep = np.ones(len(src), dtype=bool)
-            np.logical_not(is_mask[1:] & is_mask[:-1], out=keep[1:])
-            src = src[keep]
+            src = _collapse(src, made, mask_id)
         return src
 
     def _insert(self, src: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -515,53 +540,68 @@ class Denoiser:
         new[places] = True
         out = np.empty(size, dtype=np.int64)
         out[~new] = src
-        values = np.full(count, self.special.mask, dtype=np.int64)
         rand = rng.random(count) < self.cfg.random_ratio
-        values[rand] = self._random_tokens(int(np.count_nonzero(rand)), rng)
-        out[new] = values
+        randoms = int(np.count_nonzero(rand))
+        if randoms:
+            values = np.full(count, self.special.mask, dtype=np.int64)
+            values[rand] = self._random_tokens(randoms, rng)
+            out[new] = values
+        else:
+            out[new] = self.special.mask
         return out
 
 
+def _collapse(src: np.ndarray, made: np.ndarray, mask_id: int) -> np.ndarray:
+    """Each run of consecutive ``[MASK]`` becomes one; a run holding ``[MASK]`` tokens that were in the
+    input (``src == mask_id`` and not ``made``) keeps exactly those."""
+    is_mask = src == mask_id
+    after_mask = np.zeros(len(src), dtype=bool)
+    np.logical_and(is_mask[1:], is_mask[:-1], out=after_mask[1:])
+    if np.count_nonzero(is_mask) == np.count_nonzero(made):  # no [MASK] from the input
+        return src[~after_mask]
+    inherited = is_mask & ~made
+    first = is_mask & ~after_mask
+    run = np.cumsum(first) - 1  # the run of consecutive [MASK] each token is in (or follows)
+    has_input = np.zeros(int(run[-1]) + 1, dtype=bool)
+    has_input[run[inherited]] = True
+    return src[~is_mask | inherited | (first & ~has_input[run])]
+
+
 def _sentences(
-    n: int, first: int, ends: np.ndarray, docs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n: int, first: int, ends: list[int], docs: list[int]
+) -> tuple[list[int], list[int], list[int]]:
     """The sentences (starts, ends, document index) of a row. ``ValueError`` if its offsets do not fit
     the shard format, e.g. a sentence that holds ``[CLS]`` or a document's ``[SEP]`` (a data bug)."""
-    if len(docs) and (docs[0] < first or docs[-1] >= n or (docs[1:] <= docs[:-1]).any()):
+    if docs and (docs[0] < first or docs[-1] >= n or sorted(set(docs)) != docs):
         raise ValueError("malformed row: doc_ends do not fit input_ids")
-    if not len(ends):
-        return _EMPTY, _EMPTY, _EMPTY
-    if ends[0] < first or ends[-1] > n or (ends[1:] < ends[:-1]).any():
+    if not ends:
+        return [], [], []
+    if ends[0] < first or ends[-1] > n or sorted(ends) != ends:
         raise ValueError("malformed row: sentence_ends do not fit input_ids")
-    stop = np.empty(len(docs) + 1, dtype=np.int64)  # the exclusive end of each document (a tail: n)
-    stop[:-1] = docs
-    stop[-1] = n
-    prev = ends[:-1]
-    doc = np.zeros(len(ends), dtype=np.int64)
-    doc[1:] = stop.searchsorted(prev)  # the document a sentence starts in, unless prev is its [SEP]
-    at_sep = stop[doc[1:]] == prev
-    doc[1:] += at_sep
-    if (ends > stop[doc]).any():
-        raise ValueError("malformed row: a sentence runs over a document's [SEP]")
-    starts = np.empty_like(ends)
-    starts[0] = first
-    np.add(prev, at_sep, out=starts[1:])
+    stop = docs + [n]  # the exclusive end of each document (a tail: n)
+    starts, doc = [], []
+    start, d, p = first, 0, 0  # p: the first document whose stop is >= the previous sentence's end
+    for end in ends:
+        if d == len(stop) or end > stop[d]:
+            raise ValueError("malformed row: a sentence runs over a document's [SEP]")
+        starts.append(start)
+        doc.append(d)
+        while stop[p] < end:
+            p += 1
+        if stop[p] == end:  # this sentence closes a document: the next one starts after its [SEP]
+            start, d = end + 1, p + 1
+        else:
+            start, d = end, p
     return starts, ends, doc
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(s, s + l)`` for each start and length."""
-    cum = lengths.cumsum()
-    return np.repeat(starts - cum + lengths, lengths) + np.arange(int(cum[-1]))
 
 
 def _split(
     starts: np.ndarray, stops: np.ndarray, outcomes: np.ndarray, cuts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split the sorted, disjoint spans at the ``cuts`` that fall strictly inside one."""
-    j = np.maximum(starts.searchsorted(cuts, side="right") - 1, 0)
+    j = np.minimum(stops.searchsorted(cuts, side="right"), len(stops) - 1)  # the first span ending after
     inside = (starts[j] < cuts) & (stops[j] > cuts)
-    if not inside.any():
+    if not np.count_nonzero(inside):
         return starts, stops, outcomes
     cuts = cuts[inside]
     new_starts = np.sort(np.concatenate((starts, cuts)))

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         rows = datasets.load_from_disk(str(root / args.split))
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load {root}: {exc}") from None
+    if args.start > len(rows):
+        raise UserError(f"--start {args.start} is past the end of {root / args.split} ({len(rows)} examples)")
     denoiser = Denoiser.from_tokenizer(cfg, tok, seed=args.seed)
     stop = min(len(rows), args.start + args.limit)
     batch = rows.select_columns(["input_ids", "sentence_ends", "doc_ends"])[args.start : stop]

@@ -16,6 +16,8 @@ from transformers import BartForConditionalGeneration, BertTokenizer
 from data_prep.errors import UserError
 from pretrain.fill_in import main as fill_in_main
 
+PROMPT = "中国的首都是[MASK]京"  # the seed model card's example
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, Path]:
@@ -60,7 +62,7 @@ def test_loads_and_generation_stops_at_sep(run):
     tok = BertTokenizer.from_pretrained(str(final))
     model = BartForConditionalGeneration.from_pretrained(str(final)).eval()
     assert model.model.shared.weight.data_ptr() == model.lm_head.weight.data_ptr()  # tied
-    enc = tok("中国的首都是[MASK]京", return_tensors="pt")
+    enc = tok(PROMPT, return_tensors="pt", return_token_type_ids=False)
     with torch.no_grad():
         model.final_logits_bias[0, tok.sep_token_id] = 1e4  # make [SEP] the first choice
         generated = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
@@ -68,6 +70,27 @@ def test_loads_and_generation_stops_at_sep(run):
     target = os.environ.get("BART_E2E_EXPORT")  # launch.sh test: the transformers 4.x check runs on this
     if target and not Path(target).exists():
         shutil.copytree(final, target)
+        write_reference(final, Path(target) / "reference_5x.json")
+
+
+def write_reference(export: Path, path: Path) -> None:
+    """What transformers 5 computes on the export, for tests/export_compat_4x.py to compare under 4.x."""
+    tok = BertTokenizer.from_pretrained(str(export))
+    model = BartForConditionalGeneration.from_pretrained(str(export)).eval()
+    enc = tok(PROMPT, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        logits = model(**enc, decoder_input_ids=enc["input_ids"][:, :4]).logits[0, :, :8]
+        generated = {
+            beams: model.generate(**enc, max_length=50, do_sample=False, num_beams=beams)[0].tolist()
+            for beams in (1, 4)  # greedy, and the beam search that 4.x pipelines default to
+        }
+    reference = {
+        "prompt": PROMPT,
+        "input_ids": enc["input_ids"][0].tolist(),
+        "logits": logits.tolist(),
+        "generated_ids": generated,
+    }
+    path.write_text(json.dumps(reference), encoding="utf-8")
 
 
 def test_init_from_an_export_continues_from_its_weights(run, tmp_path):

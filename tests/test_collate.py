@@ -1,0 +1,99 @@
+"""``DenoisingCollator``: dynamic padding, attention masks, teacher-forcing decoder inputs and labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers.models.bart.modeling_bart import shift_tokens_right
+
+from data_prep.collate import IGNORE_INDEX, DenoisingCollator
+from data_prep.noise import Denoiser, NoiseConfig, SpecialIds
+
+PAD, CLS, SEP, MSK = 0, 101, 102, 103
+KEYS = ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "labels"]
+
+
+def example(src_len: int, tgt_len: int, dtype=np.int64) -> dict[str, np.ndarray]:
+    """``[CLS] ... [SEP]`` rows whose text ids say where they come from (src 1000+, tgt 2000+)."""
+    src = np.array([CLS, *range(1000, 1000 + src_len - 2), SEP], dtype=dtype)
+    tgt = np.array([CLS, *range(2000, 2000 + tgt_len - 2), SEP], dtype=dtype)
+    return {"input_ids": src, "labels": tgt}
+
+
+def test_pads_to_the_longest_example_only():
+    batch = [example(5, 8), example(9, 6), example(7, 10, dtype=np.uint16)]
+    out = DenoisingCollator(pad_id=PAD)(batch)
+    assert list(out) == KEYS
+    assert all(t.dtype == torch.int64 for t in out.values())
+    assert out["input_ids"].shape == (3, 9)  # the longest source, not 512
+    assert out["decoder_input_ids"].shape == out["labels"].shape == (3, 9)  # longest target - 1
+    for row, ex in enumerate(batch):
+        src, tgt = ex["input_ids"].astype(np.int64), ex["labels"].astype(np.int64)
+        n, m = len(src), len(tgt) - 1
+        assert out["input_ids"][row, :n].tolist() == src.tolist()
+        assert (out["input_ids"][row, n:] == PAD).all()
+        assert out["attention_mask"][row].tolist() == [1] * n + [0] * (9 - n)
+        assert out["decoder_input_ids"][row, :m].tolist() == tgt[:-1].tolist()
+        assert out["decoder_input_ids"][row, 0] == CLS
+        assert (out["decoder_input_ids"][row, m:] == PAD).all()
+        assert out["decoder_attention_mask"][row].tolist() == [1] * m + [0] * (9 - m)
+        assert out["labels"][row, :m].tolist() == tgt[1:].tolist()
+        assert out["labels"][row, m - 1] == SEP
+        assert (out["labels"][row, m:] == IGNORE_INDEX).all()
+    assert (out["labels"] == PAD).sum() == 0  # padding is -100, never the pad id
+
+
+def test_one_example_batch_has_no_padding():
+    out = DenoisingCollator(pad_id=PAD)([example(6, 6)])
+    assert out["attention_mask"].all() and out["decoder_attention_mask"].all()
+    assert (out["labels"] != IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize(("multiple", "src_width", "tgt_width"), [(8, 16, 16), (4, 12, 12), (1, 9, 9)])
+def test_pad_to_multiple_of(multiple, src_width, tgt_width):
+    batch = [example(9, 10), example(3, 4)]
+    out = DenoisingCollator(pad_id=PAD, pad_to_multiple_of=multiple)(batch)
+    assert out["input_ids"].shape == out["attention_mask"].shape == (2, src_width)
+    assert out["labels"].shape == out["decoder_input_ids"].shape == (2, tgt_width)
+    assert out["attention_mask"].sum(1).tolist() == [9, 3]
+    assert out["decoder_attention_mask"].sum(1).tolist() == [9, 3]
+    assert (out["labels"][:, 9:] == IGNORE_INDEX).all() and (out["input_ids"][:, 9:] == PAD).all()
+    exact = DenoisingCollator(pad_id=PAD, pad_to_multiple_of=8)([example(8, 9)])
+    assert exact["input_ids"].shape == exact["labels"].shape == (1, 8)  # a multiple already: unchanged
+
+
+def test_accepts_lists_and_tensors():
+    ex = example(5, 7)
+    plain = DenoisingCollator(pad_id=PAD)([ex])
+    as_lists = DenoisingCollator(pad_id=PAD)([{k: v.tolist() for k, v in ex.items()}])
+    as_tensors = DenoisingCollator(pad_id=PAD)([{k: torch.from_numpy(v) for k, v in ex.items()}])
+    for key in KEYS:
+        assert torch.equal(plain[key], as_lists[key]) and torch.equal(plain[key], as_tensors[key])
+
+
+def test_bad_batches_are_rejected():
+    with pytest.raises(ValueError, match="empty batch"):
+        DenoisingCollator(pad_id=PAD)([])
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        DenoisingCollator(pad_id=PAD)([{"input_ids": [CLS, SEP], "labels": [CLS]}])
+
+
+def test_matches_bart_shift_tokens_right_on_noised_examples():
+    """Labels shifted right the way BART does it (decoder_start_token_id = [CLS]) give the decoder inputs."""
+    special = SpecialIds(pad=PAD, unk=100, cls=CLS, sep=SEP, mask=MSK, vocab_size=1000)
+    rng = np.random.default_rng(0)
+    batch = []
+    for preset, length in [("uer", 40), ("bart", 17), ("uer", 3), ("bart", 64)]:
+        ids = np.concatenate(([CLS], rng.integers(104, 1000, size=length - 2), [SEP]))
+        src, tgt = Denoiser(NoiseConfig.from_preset(preset), special, seed=1)(ids, epoch=0, index=length)
+        batch.append({"input_ids": src, "labels": tgt})
+    out = DenoisingCollator(pad_id=PAD, pad_to_multiple_of=8)(batch)
+    longest = max(len(b["input_ids"]) for b in batch)
+    assert longest < 63 and out["input_ids"].shape[1] == -(-longest // 8) * 8  # noise shortens the sources
+    assert out["labels"].shape[1] == 64
+    assert out["attention_mask"].sum(1).tolist() == [len(b["input_ids"]) for b in batch]
+    shifted = shift_tokens_right(out["labels"], PAD, CLS)
+    real = out["decoder_attention_mask"].bool()
+    assert torch.equal(shifted[real], out["decoder_input_ids"][real])
+    assert (out["decoder_input_ids"][:, 0] == CLS).all()

