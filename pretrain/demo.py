@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {final.relative_to(root)}/     the Hugging Face export (BertTokenizer + "
             f"BartForConditionalGeneration)\n"
             f"  run/tensorboard/  TensorBoard logs: ./launch.sh tensorboard {root}/run\n"
-            f"Next: the real recipe on CLUECorpusSmall is in README.md (\"Reproducing the seed model\")."
+            f'Next: the real recipe on CLUECorpusSmall is in README.md ("Reproducing the seed model").'
         )
         return 0
 
