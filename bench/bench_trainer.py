@@ -93,7 +93,7 @@ def bare_rate(cfg, warmup: int) -> float:
     loader = make_loader(dataset, sampler, DenoisingCollator(pad_id=tok.pad_token_id), 0, pin_memory=False)
     batches = list(itertools.islice(iter(loader), cfg.train.max_steps))
     set_seed(cfg.train.seed)
-    model = build_model(cfg.model, tok, shards.path / "tokenizer" / "vocab.txt")
+    model = build_model(cfg.model, tok, shards.path / "tokenizer" / "vocab.txt", shards.train)
     optimizer = build_optimizer(model, cfg.train, fused=False)
     scheduler = build_scheduler(optimizer, cfg.train)
     model.train()

@@ -49,6 +49,7 @@ class ModelConfig:
     attn_implementation: str = "sdpa"  # transformers attention backend: sdpa | eager | flash_attention_2
     init_from: str | None = None  # a Hugging Face model directory to continue pre-training from
     gradient_checkpointing: bool = False  # recompute activations in the backward pass to save memory
+    init_logits_bias: str = "zeros"  # zeros | unigram: untrained final_logits_bias := log unigram of the data
 
 
 @dataclass

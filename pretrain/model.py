@@ -6,13 +6,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import datasets
+import numpy as np
+import torch
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
 from data_prep.errors import UserError
 from pretrain.config import ModelConfig
 from pretrain.data import file_sha256
 
-NOT_BART_FIELDS = {"attn_implementation", "init_from", "gradient_checkpointing"}
+NOT_BART_FIELDS = {"attn_implementation", "init_from", "gradient_checkpointing", "init_logits_bias"}
+LOGITS_BIAS_INITS = ("zeros", "unigram")
 
 
 def special_ids(tokenizer: Any) -> dict[str, int]:
@@ -31,8 +35,26 @@ def bart_config(cfg: ModelConfig, vocab_size: int, ids: dict[str, int]) -> BartC
     return BartConfig(**{**arch, "vocab_size": vocab_size}, **ids)
 
 
-def build_model(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> BartForConditionalGeneration:
-    """A fresh model from ``cfg`` or, with ``cfg.init_from``, a copy of that checkpoint; vocab must match."""
+def unigram_log_prior(rows: datasets.Dataset, vocab_size: int, max_rows: int = 50_000) -> torch.Tensor:
+    """log P(token), add-one smoothed, over at most ``max_rows`` evenly spaced rows of ``input_ids``."""
+    step = max(1, -(-len(rows) // max_rows))
+    sample = rows.select(range(0, len(rows), step)).with_format("numpy")["input_ids"]
+    counts = np.bincount(np.concatenate(list(sample)).astype(np.int64), minlength=vocab_size) + 1.0
+    return torch.from_numpy(np.log(counts[:vocab_size] / counts[:vocab_size].sum())).float()
+
+
+def build_model(
+    cfg: ModelConfig, tokenizer: Any, vocab_file: Path, train_rows: datasets.Dataset | None = None
+) -> BartForConditionalGeneration:
+    """A fresh model from ``cfg`` or, with ``cfg.init_from``, a copy of that checkpoint; vocab must match.
+
+    ``init_logits_bias: unigram`` starts a fresh model's output bias at the log unigram frequencies of
+    ``train_rows``: BART's ``final_logits_bias`` is a buffer that is never trained, so otherwise the
+    token embeddings must carry the unigram prior, and a small model with tied embeddings can sit at
+    the unigram baseline for hundreds of steps before it learns to copy from the encoder.
+    """
+    if cfg.init_logits_bias not in LOGITS_BIAS_INITS:
+        raise UserError(f"model.init_logits_bias must be zeros or unigram, not '{cfg.init_logits_bias}'")
     ids = special_ids(tokenizer)
     if cfg.vocab_size is not None and cfg.vocab_size != len(tokenizer):
         raise UserError(
@@ -45,6 +67,9 @@ def build_model(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> BartForCo
     else:
         config = bart_config(cfg, len(tokenizer), ids)
         model = BartForConditionalGeneration._from_config(config, attn_implementation=cfg.attn_implementation)
+        if cfg.init_logits_bias == "unigram" and train_rows is not None:
+            with torch.no_grad():
+                model.final_logits_bias.copy_(unigram_log_prior(train_rows, config.vocab_size)[None])
     # A max_length of its own keeps the decoder within its position table, and makes transformers 4.x
     # pipelines drop their default max_new_tokens=256 and honour the caller's max_length.
     model.generation_config = GenerationConfig(

@@ -123,7 +123,7 @@ def train(cfg: Config) -> Path:
 
     # Model, optimizer and the LR schedule (stepped by us once per optimizer step, never prepared).
     set_seed(tc.seed)
-    model = build_model(cfg.model, tok, vocab_file)
+    model = build_model(cfg.model, tok, vocab_file, shards.train)
     optimizer = build_optimizer(model, tc, fused=torch.cuda.is_available())
     scheduler = build_scheduler(optimizer, tc)
     if tc.compile:

@@ -63,7 +63,6 @@ def tiny_overrides(data: Path, out: Path, **extra) -> dict:
         "model.encoder_ffn_dim": 64,
         "model.decoder_ffn_dim": 64,
         "model.max_position_embeddings": 64,
-        "model.tie_word_embeddings": True,  # as the seed model (tiny.yaml unties them)
         "train.max_steps": 8,
         "train.batch_size": 4,
         "train.lr": 3e-3,
