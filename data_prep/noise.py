@@ -4,7 +4,8 @@
 ``(src, tgt)``: the corrupted encoder input and the original example, both int64. The corruption is a
 pure function of ``(seed, epoch, index)`` (a NumPy generator seeded with ``SeedSequence([seed, epoch,
 index])``), so it is the same on any number of loader workers or ranks and after a resume, and new
-every epoch.
+every epoch. ``Denoiser.batch(rows, epoch, indices)`` noises many rows at once (the trainer's loader gives
+it a micro-batch), each exactly as a call for that row alone, several times faster.
 
 Semantics, in the order they are applied (``NoiseConfig`` holds every knob):
 
@@ -50,12 +51,15 @@ Presets: ``uer`` (the defaults: UER-py's ``bart-chinese`` recipe) and ``bart`` (
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import itertools
 import math
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -226,10 +230,30 @@ class Trace:
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-class Denoiser:
-    """Corrupts one example at a time; picklable, so it can live in DataLoader worker processes."""
+class _Noised(NamedTuple):
+    """A batch after the noise, on flat arrays (row ``r`` at ``offsets[r]``, its source at
+    ``src_offsets[r]``; ``order``, ``starts`` and ``stops`` hold batch offsets)."""
 
-    _arange = np.arange(0)  # grown on demand: token positions as views, without a new arange per call
+    src: np.ndarray
+    src_offsets: list[int]
+    ids: np.ndarray
+    offsets: list[int]
+    order: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+    outcomes: np.ndarray
+    per_row: list[tuple[int, int, np.ndarray, int]]  # units, chosen units, drawn span lengths, zero draws
+    inserted: list[int]
+
+
+class Denoiser:
+    """Corrupts examples, one at a time or a batch at once; picklable, so it can live in DataLoader worker
+    processes.
+
+    A batch is processed on flat arrays, its rows back to back (row ``r`` at ``offsets[r]``), so that most
+    steps cost a few NumPy calls for the whole batch; only the random draws are made row by row, each row
+    with its own generator, in the same order as for a row alone.
+    """
 
     def __init__(
         self,
@@ -278,8 +302,7 @@ class Denoiser:
         epoch: int,
         index: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        trace = self.trace(input_ids, sentence_ends, doc_ends, epoch=epoch, index=index)
-        return trace.src, trace.tgt
+        return self.batch([(input_ids, sentence_ends, doc_ends)], [epoch], [index])[0]
 
     def trace(
         self,
@@ -292,82 +315,159 @@ class Denoiser:
     ) -> Trace:
         """Like calling the denoiser, with the choices made. ``doc_ends`` defaults to the ``[SEP]``
         offsets and ``sentence_ends`` to ``doc_ends``."""
-        ids = np.array(input_ids, dtype=np.int64)
-        n = len(ids)
+        out = self._noise([(input_ids, sentence_ends, doc_ends)], [epoch], [index])
+        units, chosen, drawn, _ = out.per_row[0]
+        return Trace(
+            out.src,
+            out.ids,
+            out.order,
+            out.starts,
+            out.stops,
+            out.outcomes,
+            units,
+            chosen,
+            drawn,
+            out.inserted[0],
+        )
+
+    def batch(
+        self, rows: Sequence[tuple[Any, Any, Any]], epoch: int | Sequence[int], indices: Sequence[int]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[self(*row, epoch=epoch, index=i) for row, i in zip(rows, indices)]``, faster (``epoch``: one
+        for all rows, or one per row). The ``src`` and ``tgt`` arrays are views into buffers of the batch."""
+        epochs = [epoch] * len(rows) if isinstance(epoch, (int, np.integer)) else epoch
+        out = self._noise(rows, epochs, indices)
+        return [
+            (out.src[a:b], out.ids[c:d])
+            for a, b, c, d in zip(
+                out.src_offsets, out.src_offsets[1:], out.offsets, out.offsets[1:], strict=False
+            )
+        ]
+
+    def _noise(
+        self, rows: Sequence[tuple[Any, Any, Any]], epochs: Sequence[int], indices: Sequence[int]
+    ) -> _Noised:
+        """Steps 1 to 6 for a batch of ``(input_ids, sentence_ends, doc_ends)`` rows."""
+        if not len(rows) == len(epochs) == len(indices):
+            raise ValueError(f"{len(rows)} rows, {len(epochs)} epochs and {len(indices)} indices")
+        if not rows:
+            return _Noised(_EMPTY, [0], _EMPTY, [0], _EMPTY, _EMPTY, _EMPTY, _EMPTY, [], [])
+        parsed = [self._parse(*row) for row in rows]
+        ids = np.concatenate([p[0] for p in parsed], dtype=np.int64)
+        if len(ids) and ids.min() < 0:  # too large ids fail on the vocab lookup
+            raise ValueError(f"input_ids outside the vocab of {self.special.vocab_size}")
+        rngs = [self._generator(int(e), int(i)) for e, i in zip(epochs, indices, strict=True)]
+        sizes = [len(p[0]) for p in parsed]
+        offsets = [0, *itertools.accumulate(sizes)]
+        order = self._reorder(parsed, offsets, rngs)
+        x = ids[order]
+        try:
+            maskable = self._maskable[x]
+        except IndexError:
+            raise ValueError(f"input_ids outside the vocab of {self.special.vocab_size}") from None
+        maskable[[d + off for (*_, docs), off in zip(parsed, offsets, strict=False) for d in docs]] = False
+        text = maskable.nonzero()[0]  # the maskable tokens
+        row_text = text.searchsorted(offsets).tolist()
+        starts, stops, outcomes, per_row = self._spans(x, text, row_text, rngs)
+        src, src_offsets = self._replace(x, offsets, starts, stops, outcomes, rngs)
+        counts = []  # insertions per row
+        for r, ((_, _, _, zeros), n) in enumerate(zip(per_row, sizes, strict=True)):
+            size = src_offsets[r + 1] - src_offsets[r]
+            count = min(zeros + int(self.cfg.insert_ratio * (row_text[r + 1] - row_text[r]) + 0.5), n - size)
+            counts.append(count if count > 0 and size >= 2 else 0)
+        if any(counts):
+            src, src_offsets = self._insert(src, src_offsets, counts, rngs)
+        return _Noised(src, src_offsets, ids, offsets, order, starts, stops, outcomes, per_row, counts)
+
+    def _parse(
+        self, input_ids: Any, sentence_ends: Any, doc_ends: Any
+    ) -> tuple[np.ndarray, int, list[int], list[int]]:
+        """The ids, whether they start with ``[CLS]``, the sentence and document ends (lists: the small
+        per-row arrays are cheaper as lists)."""
+        ids = np.asarray(input_ids)
         if ids.ndim != 1:
             raise ValueError(f"input_ids must be 1-D, got shape {ids.shape}")
-        unsigned = getattr(getattr(input_ids, "dtype", None), "kind", "") == "u"
-        if n and (ids.max() >= self.special.vocab_size or (not unsigned and ids.min() < 0)):
-            raise ValueError(f"input_ids outside the vocab of {self.special.vocab_size}")
-        docs = (ids == self.special.sep).nonzero()[0] if doc_ends is None else np.asarray(doc_ends, np.int64)
-        doc_list = docs.tolist()  # the small per-row arrays are cheaper as lists
-        ends = doc_list if sentence_ends is None else np.asarray(sentence_ends, np.int64).tolist()
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), int(index)]))
-        first = int(n > 0 and ids[0] == self.special.cls)
-        order = self._reorder(n, first, _sentences(n, first, ends, doc_list), doc_list, rng)
-        x = ids[order]
-        maskable = self._maskable[x]
-        maskable[docs] = False
-        cpos = maskable.nonzero()[0]
-        starts, stops, outcomes, units, chosen, drawn, zeros = self._spans(x, cpos, rng)
-        src = self._replace(x, starts, stops, outcomes, rng)
-        inserted = min(zeros + int(self.cfg.insert_ratio * len(cpos) + 0.5), n - len(src))
-        if inserted > 0 and len(src) >= 2:
-            src = self._insert(src, inserted, rng)
+        if doc_ends is None:
+            docs = (ids == self.special.sep).nonzero()[0].tolist()
         else:
-            inserted = 0
-        return Trace(src, ids, order, starts, stops, outcomes, units, chosen, drawn, inserted)
+            docs = np.asarray(doc_ends, np.int64).tolist()
+        ends = docs if sentence_ends is None else np.asarray(sentence_ends, np.int64).tolist()
+        return ids, int(len(ids) > 0 and ids[0] == self.special.cls), ends, docs
+
+    def _generator(self, epoch: int, index: int) -> np.random.Generator:
+        """The row's own generator: ``default_rng(SeedSequence([seed, epoch, index]))``."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
 
     # -- 1, 2: sentence permutation and rotation -------------------------------------------------------
 
     def _reorder(
         self,
-        n: int,
-        first: int,
-        sentences: tuple[list[int], list[int], list[int]],
-        docs: list[int],
-        rng: np.random.Generator,
+        parsed: list[tuple[np.ndarray, int, list[int], list[int]]],
+        offsets: list[int],
+        rngs: list[np.random.Generator],
     ) -> np.ndarray:
-        starts, ends, doc = sentences
-        if len(self._arange) < n:
-            self._arange = np.arange(max(n, 2 * len(self._arange)))
-        positions = self._arange[:n]
-        if self.cfg.permute_sentences > 0 and len(starts) >= 2:
-            new = self._sentence_order(np.array(doc), rng).tolist()
-            # the sentences in their new order, back to back; the [SEP] between two documents stays
-            pieces = [positions[:first]]
-            for slot, j in enumerate(new[:-1]):
-                pieces.append(positions[starts[j] : ends[j]])
-                if starts[slot + 1] > ends[slot]:
-                    pieces.append(positions[ends[slot] : starts[slot + 1]])
-            pieces += [positions[starts[new[-1]] : ends[new[-1]]], positions[ends[-1] :]]
-            order = np.concatenate(pieces)
-        else:
-            order = positions.copy()
-        if self.cfg.rotate > 0:
-            begins = [first] + [d + 1 for d in docs]
-            stops = docs + [n]  # a tail without [SEP] ends at n
-            for d in (rng.random(len(stops)) < self.cfg.rotate).nonzero()[0].tolist():
-                a, b = begins[d], stops[d]
-                if b - a >= 2:
-                    cut = a + int(rng.integers(1, b - a))
-                    order[a:b] = np.concatenate((order[cut:b], order[a:cut]))
+        """The batch after steps 1 and 2 is ``ids[order]``."""
+        cfg = self.cfg
+        order = np.arange(offsets[-1])
+        starts, ends, doc, sizes = _sentences(parsed, offsets)
+        moving = [r for r, size in enumerate(sizes) if size >= 2] if cfg.permute_sentences > 0 else []
+        if moving:
+            if len(moving) < len(sizes):  # only the rows with two sentences or more draw an order
+                bounds = [0, *itertools.accumulate(sizes)]
+                pick = [j for r in moving for j in range(bounds[r], bounds[r + 1])]
+                starts, ends, doc = starts[pick], ends[pick], doc[pick]
+            new = self._sentence_order(doc, [sizes[r] for r in moving], [rngs[r] for r in moving])
+            # segments of the batch: before the first slot, then each slot and the gap after it (a [SEP],
+            # or the rest of a row and the start of the next): the slots filled back to back, gaps in place
+            size = ends - starts
+            filled = size[new]
+            lengths = np.empty(2 * len(starts) + 1, dtype=np.int64)
+            lengths[0] = starts[0]
+            lengths[1::2] = filled
+            lengths[2:-1:2] = starts[1:] - ends[:-1]
+            lengths[-1] = offsets[-1] - ends[-1]
+            shifts = np.zeros(2 * len(starts) + 1, dtype=np.int64)
+            # slot k starts at starts[k] + (filled - size summed over the slots before it: 0 over documents)
+            shifts[1::2] = starts[new] - starts - (filled.cumsum() - filled) + (size.cumsum() - size)
+            order += shifts.repeat(lengths)
+        if cfg.rotate > 0:  # document [a, b) rotated to start at cut: [cut, b) then [a, cut)
+            lengths, shifts, pos = [], [], 0
+            for (ids, first, _, docs), off, rng in zip(parsed, offsets, rngs, strict=False):
+                begins = [first] + [d + 1 for d in docs]
+                stops = docs + [len(ids)]  # a tail without [SEP] ends at the row's end
+                for a, b, draw in zip(begins, stops, rng.random(len(stops)).tolist(), strict=True):
+                    if draw < cfg.rotate and b - a >= 2:
+                        cut = a + int(rng.integers(1, b - a))
+                        lengths += [a + off - pos, b - cut, cut - a]
+                        shifts += [0, cut - a, cut - b]
+                        pos = b + off
+            if lengths:
+                lengths.append(offsets[-1] - pos)
+                shifts.append(0)
+                order = order[np.arange(offsets[-1]) + np.array(shifts).repeat(lengths)]
         return order
 
-    def _sentence_order(self, doc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A new order of the sentences (``doc``: their document, non-decreasing), moving each within
-        its document: ``ceil(p * n)`` random sentences of each document swap places among themselves."""
-        by_key = np.lexsort((rng.random(len(doc)), doc))
+    def _sentence_order(
+        self, doc: np.ndarray, sizes: list[int], rngs: list[np.random.Generator]
+    ) -> np.ndarray:
+        """The sentence for each slot (``doc``: the document of each sentence, non-decreasing; ``sizes``:
+        the sentences of each row), moving each within its document: ``ceil(p * n)`` random sentences of
+        each document swap places among themselves."""
+        by_key = np.lexsort(
+            (np.concatenate([rng.random(size) for size, rng in zip(sizes, rngs, strict=True)]), doc)
+        )
         p = self.cfg.permute_sentences
         if p >= 1.0:
             return by_key
         counts = np.bincount(doc)
-        first = np.cumsum(counts) - counts
+        first = counts.cumsum() - counts
         rank = np.empty(len(doc), dtype=np.int64)
         rank[by_key] = np.arange(len(doc)) - first[doc[by_key]]
         slots = (rank < np.ceil(counts * p)[doc]).nonzero()[0]
+        per_row = slots.searchsorted([0, *itertools.accumulate(sizes)]).tolist()
+        keys = [rng.random(b - a) for a, b, rng in zip(per_row, per_row[1:], rngs, strict=False)]
         new = np.arange(len(doc))
-        new[slots] = slots[np.lexsort((rng.random(len(slots)), doc[slots]))]
+        new[slots] = slots[np.lexsort((np.concatenate(keys), doc[slots]))]
         return new
 
     # -- 3: spans ------------------------------------------------------------------------------------
@@ -376,45 +476,57 @@ class Denoiser:
         return self._length_cdf.searchsorted(rng.random(n), side="right")
 
     def _spans(
-        self, x: np.ndarray, cpos: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray, int]:
-        """Chosen pieces as token offsets (starts, stops, outcomes); units, chosen units, draws, zeros."""
+        self, x: np.ndarray, text: np.ndarray, row_text: list[int], rngs: list[np.random.Generator]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int, np.ndarray, int]]]:
+        """The chosen pieces as batch offsets (starts, stops, outcomes), and per row: maskable units,
+        chosen units, the drawn span lengths and the zero-length draws. ``text``: the maskable tokens,
+        ``row_text``: where each row starts in it."""
         cfg = self.cfg
-        n = len(cpos)
-        if n == 0:
-            return _EMPTY, _EMPTY, _EMPTY, 0, 0, _EMPTY, 0
-        region = np.empty(n, dtype=bool)  # first maskable token of a document (or after a stray special)
-        region[0] = True
-        np.not_equal(cpos[1:], cpos[:-1] + 1, out=region[1:])
+        run = np.ones(len(text), dtype=bool)  # the first token of each run of maskable tokens: a document,
+        np.not_equal(text[1:], text[:-1] + 1, out=run[1:])  # text after a stray special, or a new row
+        run[[t for t in row_text[1:-1] if t < len(text)]] = True
         if cfg.whole_word and self._word_start is not None:
-            unit_first = (region | self._word_start[x[cpos]]).nonzero()[0]  # unit -> its first index in cpos
-            region_units = region[unit_first].nonzero()[0]
-            units = len(unit_first)
+            word = self._word_start[x[text]]
+            word |= run
+            unit_first = word.nonzero()[0]  # unit -> its first index in text
+            row_units = unit_first.searchsorted(row_text).tolist()
+            regions = unit_first.searchsorted(run.nonzero()[0]).tolist()
         else:
-            unit_first = None
-            region_units = region.nonzero()[0]
-            units = n
-        if cfg.mask_ratio <= 0:
-            return _EMPTY, _EMPTY, _EMPTY, units, 0, _EMPTY, 0
-        budget = min(units, max(1, int(cfg.mask_ratio * units + 0.5)))
-        zeros = 0
-        if cfg.span_layout == "tiled":
-            starts, stops, drawn, chosen = self._tiled(units, region_units, budget, rng)
-        else:
-            starts, stops, drawn, zeros = self._scattered(units, budget, rng)
-            chosen = budget
-        outcomes = self._outcome_cdf.searchsorted(rng.random(len(starts)), side="right")
-        if cfg.span_layout == "scattered" and len(region_units) > 1:
-            starts, stops, outcomes = _split(starts, stops, outcomes, region_units[1:])
+            unit_first, row_units, regions = None, row_text, run.nonzero()[0].tolist()
+        starts, stops, draws, per_row = [], [], [], []
+        for r, rng in enumerate(rngs):
+            units = row_units[r + 1] - row_units[r]
+            if not units or cfg.mask_ratio <= 0:
+                per_row.append((units, 0, _EMPTY, 0))
+                continue
+            budget = min(units, max(1, int(cfg.mask_ratio * units + 0.5)))
+            if cfg.span_layout == "tiled":
+                lo, hi = (
+                    bisect.bisect_left(regions, row_units[r]),
+                    bisect.bisect_left(regions, row_units[r + 1]),
+                )
+                region = [u - row_units[r] for u in regions[lo:hi]]
+                first, last, drawn, chosen = self._tiled(units, region, budget, rng)
+                per_row.append((units, chosen, drawn, 0))
+            else:
+                first, last, drawn, zeros = self._scattered(units, budget, rng)
+                per_row.append((units, budget, drawn, zeros))
+            starts.append(first + row_units[r])
+            stops.append(last + row_units[r])
+            draws.append(rng.random(len(first)))
+        if not starts:
+            return _EMPTY, _EMPTY, _EMPTY, per_row
+        first, last = np.concatenate(starts), np.concatenate(stops)
+        outcomes = self._outcome_cdf.searchsorted(np.concatenate(draws), side="right")
+        if cfg.span_layout == "scattered":
+            first, last, outcomes = _split(first, last, outcomes, regions)
         if unit_first is not None:
-            bounds = np.empty(units + 1, dtype=np.int64)
-            bounds[:-1] = unit_first
-            bounds[-1] = n
-            starts, stops = bounds[starts], bounds[stops]
-        return cpos[starts], cpos[stops - 1] + 1, outcomes, units, chosen, drawn, zeros
+            bounds = np.concatenate((unit_first, [len(text)]))
+            first, last = bounds[first], bounds[last]
+        return text[first], text[last - 1] + 1, outcomes, per_row
 
     def _tiled(
-        self, units: int, region_units: np.ndarray, budget: int, rng: np.random.Generator
+        self, units: int, region: list[int], budget: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """UER-py: cut each document into back-to-back spans, take them in random order while they fit."""
         draws = self._draw(rng, units)
@@ -422,15 +534,15 @@ class Denoiser:
             np.maximum(draws, 1, out=draws)
         cum = np.zeros(units + 1, dtype=np.int64)
         np.cumsum(draws, out=cum[1:])
-        if len(region_units) == 1:
+        if len(region) == 1:
             used = int(cum.searchsorted(units))  # spans that start inside the document
             starts = cum[:used]
             stops = cum[1 : used + 1].copy()
             stops[-1] = units
         else:
-            region_ends = region_units[1:].tolist() + [units]
+            region_ends = region[1:] + [units]
             counts, shifts, used = [], [], 0
-            for a, b in zip(region_units.tolist(), region_ends, strict=True):
+            for a, b in zip(region, region_ends, strict=True):
                 base = int(cum[used])
                 m = int(cum.searchsorted(base + b - a)) - used  # spans starting inside [a, b)
                 counts.append(m)
@@ -471,139 +583,181 @@ class Denoiser:
             )
             cum = drawn.cumsum()
         last = int(cum.searchsorted(budget))  # the first draw that reaches the budget
-        drawn = drawn[: last + 1]
-        lengths = drawn.copy()
-        lengths[last] = budget - (int(cum[last - 1]) if last else 0)
-        lengths = lengths[lengths > 0]
-        k = len(lengths)
-        slots = rng.permutation(units - budget + k)[:k]  # k of the (gaps + spans) places
-        slots.sort()
-        cum = lengths.cumsum()
-        starts = slots + (cum - lengths - np.arange(k))
-        return starts, starts + lengths, drawn, len(drawn) - k
+        drawn, cum = drawn[: last + 1], cum[: last + 1]
+        before = cum - drawn  # units in the spans before each
+        cum[-1] = budget  # the last length is cut to hit the budget
+        spans = drawn.nonzero()[0]
+        k = len(spans)
+        places = rng.permutation(units - budget + k)[:k]  # k of the (gaps + spans) places
+        places.sort()
+        places -= np.arange(k)  # span j starts at its place + (units in spans before it) - j
+        return places + before[spans], places + cum[spans], drawn, last + 1 - k
 
     # -- 4, 5, 6: replacement, collapsing, insertion ---------------------------------------------------
 
     def _random_tokens(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``random_ids[rng.integers(len(random_ids), size=n)]``; one scalar draw at a time (the same
+        draws) when that is cheaper."""
+        if n <= 3:
+            return self._random_ids[[rng.integers(len(self._random_ids)) for _ in range(n)]]
         return self._random_ids[rng.integers(len(self._random_ids), size=n)]
 
     def _replace(
         self,
         x: np.ndarray,
+        offsets: list[int],
         starts: np.ndarray,
         stops: np.ndarray,
         outcomes: np.ndarray,
-        rng: np.random.Generator,
-    ) -> np.ndarray:
+        rngs: list[np.random.Generator],
+    ) -> tuple[np.ndarray, list[int]]:
+        """Steps 4 and 5: the batch's source and its row offsets."""
         n = len(x)
         if not len(starts):
-            return x.copy()
-        mask_id = self.special.mask
-        kind = np.zeros(n + 1, dtype=np.int8)  # the outcome of the piece each token is in (KEEP outside)
-        kind[starts] = outcomes
-        kind[stops] -= outcomes
-        kind = kind[:n].cumsum(dtype=np.int8)
-        if self.cfg.replace_length == -1:
+            return x.copy(), offsets
+        mask_id, cfg = self.special.mask, self.cfg
+        made = keep = None
+        if cfg.replace_length == -1:
+            kind = np.zeros(n + 1, dtype=np.int64)  # the outcome of the piece each token is in (KEEP outside)
+            kind[starts] = outcomes
+            kind[stops] -= outcomes
+            kind = kind[:n].cumsum()
             made = kind == MASK  # the [MASK] tokens the noise makes
             src = np.where(made, mask_id, x)
-            rand = kind == RANDOM
-            count = int(np.count_nonzero(rand))
-            if count:
-                src[rand] = self._random_tokens(count, rng)
+            rand = (kind == RANDOM).nonzero()[0]
+            if not cfg.collapse_masks:
+                made = None
         else:
-            heads, head_outcomes = starts, outcomes
-            if np.count_nonzero(outcomes) < len(outcomes):  # some spans are kept (KEEP is 0)
-                heads, head_outcomes = starts[outcomes != KEEP], outcomes[outcomes != KEEP]
-            is_rand = head_outcomes == RANDOM
+            if cfg.keep_ratio > 0:  # kept pieces change nothing
+                changed = outcomes != KEEP
+                starts, stops, outcomes = starts[changed], stops[changed], outcomes[changed]
+            is_rand = outcomes == RANDOM
+            rand = starts[is_rand]
             src = x.copy()
-            src[heads] = mask_id
-            count = int(np.count_nonzero(is_rand))
-            rand = heads[is_rand] if count else _EMPTY
-            if count:
-                src[rand] = self._random_tokens(count, rng)
-            keep = kind == KEEP
-            keep[rand if self.cfg.replace_length == 0 else heads] = True
-            made = None
-            if self.cfg.collapse_masks:
+            drop = np.zeros(n + 1, dtype=np.int64)  # +1 where a piece's dropped tokens begin, -1 after
+            if cfg.replace_length == 1:
+                src[starts] = mask_id
+                drop[starts + 1] = 1
+            else:
+                drop[starts] = 1
+            drop[stops] -= 1
+            keep = drop[:n].cumsum() == 0
+            if cfg.replace_length == 0:  # a masked piece goes, a random one leaves its head
+                keep[rand] = True
+            if cfg.collapse_masks:
                 made = np.zeros(n, dtype=bool)
-                made[heads[~is_rand] if count else heads] = True
+                if cfg.replace_length == 1:
+                    made[starts[~is_rand]] = True
+        if len(rand):
+            per_row = rand.searchsorted(offsets).tolist()
+            src[rand] = np.concatenate(
+                [
+                    self._random_tokens(b - a, rng)
+                    for a, b, rng in zip(per_row, per_row[1:], rngs, strict=False)
+                    if b > a
+                ]
+            )
+        if keep is not None:
+            src, offsets = _select(src, offsets, keep)
+            if made is not None:
                 made = made[keep]
-            src = src[keep]
-        if self.cfg.collapse_masks:
-            src = _collapse(src, made, mask_id)
-        return src
+        if made is not None:
+            src, offsets = _select(src, offsets, _collapse(src, made, mask_id, offsets))
+        return src, offsets
 
-    def _insert(self, src: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-        size = len(src) + count
-        places = rng.permutation(size - 2)[:count] + 1  # never before the first or after the last token
-        new = np.zeros(size, dtype=bool)
-        new[places] = True
-        out = np.empty(size, dtype=np.int64)
+    def _insert(
+        self, src: np.ndarray, offsets: list[int], counts: list[int], rngs: list[np.random.Generator]
+    ) -> tuple[np.ndarray, list[int]]:
+        """Step 6: ``counts[r]`` tokens inserted into row ``r``; the new source and its row offsets."""
+        places, rands, tokens, starts, new_offsets, added = [], [], [], [], [0], 0
+        for r, (count, rng) in enumerate(zip(counts, rngs, strict=False)):
+            if count:
+                starts.append(offsets[r] + added + 1)  # never before the first or after the last token
+                places.append(rng.permutation(offsets[r + 1] - offsets[r] + count - 2)[:count])
+                rands.append(rng.random(count) < self.cfg.random_ratio)
+                randoms = np.count_nonzero(rands[-1])
+                if randoms:
+                    tokens.append(self._random_tokens(randoms, rng))
+                added += count
+            new_offsets.append(offsets[r + 1] + added)
+        new = np.zeros(len(src) + added, dtype=bool)
+        new[np.concatenate(places) + np.array(starts).repeat([c for c in counts if c])] = True
+        out = np.empty(len(src) + added, dtype=np.int64)
         out[~new] = src
-        rand = rng.random(count) < self.cfg.random_ratio
-        randoms = int(np.count_nonzero(rand))
-        if randoms:
-            values = np.full(count, self.special.mask, dtype=np.int64)
-            values[rand] = self._random_tokens(randoms, rng)
-            out[new] = values
-        else:
-            out[new] = self.special.mask
-        return out
+        values = np.full(added, self.special.mask, dtype=np.int64)
+        if tokens:
+            values[np.concatenate(rands)] = np.concatenate(tokens)
+        out[new] = values
+        return out, new_offsets
 
 
-def _collapse(src: np.ndarray, made: np.ndarray, mask_id: int) -> np.ndarray:
-    """Each run of consecutive ``[MASK]`` becomes one; a run holding ``[MASK]`` tokens that were in the
-    input (``src == mask_id`` and not ``made``) keeps exactly those."""
+def _select(src: np.ndarray, offsets: list[int], keep: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """``src[keep]`` and its row offsets."""
+    kept = [np.count_nonzero(keep[a:b]) for a, b in itertools.pairwise(offsets)]
+    return src[keep], [0, *itertools.accumulate(kept)]
+
+
+def _collapse(src: np.ndarray, made: np.ndarray, mask_id: int, offsets: list[int]) -> np.ndarray:
+    """Which tokens stay when each run of consecutive ``[MASK]`` (in a row) becomes one; a run holding
+    ``[MASK]`` tokens that were in the input (``src == mask_id`` and not ``made``) keeps exactly those."""
     is_mask = src == mask_id
     after_mask = np.zeros(len(src), dtype=bool)
     np.logical_and(is_mask[1:], is_mask[:-1], out=after_mask[1:])
+    after_mask[[o for o in offsets[1:-1] if o < len(src)]] = False  # a run never goes on into the next row
     if np.count_nonzero(is_mask) == np.count_nonzero(made):  # no [MASK] from the input
-        return src[~after_mask]
+        return ~after_mask
     inherited = is_mask & ~made
     first = is_mask & ~after_mask
     run = np.cumsum(first) - 1  # the run of consecutive [MASK] each token is in (or follows)
     has_input = np.zeros(int(run[-1]) + 1, dtype=bool)
     has_input[run[inherited]] = True
-    return src[~is_mask | inherited | (first & ~has_input[run])]
+    return ~is_mask | inherited | (first & ~has_input[run])
 
 
 def _sentences(
-    n: int, first: int, ends: list[int], docs: list[int]
-) -> tuple[list[int], list[int], list[int]]:
-    """The sentences (starts, ends, document index) of a row. ``ValueError`` if its offsets do not fit
-    the shard format, e.g. a sentence that holds ``[CLS]`` or a document's ``[SEP]`` (a data bug)."""
-    if docs and (docs[0] < first or docs[-1] >= n or sorted(set(docs)) != docs):
-        raise ValueError("malformed row: doc_ends do not fit input_ids")
-    if not ends:
-        return [], [], []
-    if ends[0] < first or ends[-1] > n or sorted(ends) != ends:
-        raise ValueError("malformed row: sentence_ends do not fit input_ids")
-    stop = docs + [n]  # the exclusive end of each document (a tail: n)
-    starts, doc = [], []
-    start, d, p = first, 0, 0  # p: the first document whose stop is >= the previous sentence's end
-    for end in ends:
-        if d == len(stop) or end > stop[d]:
-            raise ValueError("malformed row: a sentence runs over a document's [SEP]")
-        starts.append(start)
-        doc.append(d)
-        while stop[p] < end:
-            p += 1
-        if stop[p] == end:  # this sentence closes a document: the next one starts after its [SEP]
-            start, d = end + 1, p + 1
-        else:
-            start, d = end, p
-    return starts, ends, doc
+    parsed: list[tuple[np.ndarray, int, list[int], list[int]]], offsets: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """The sentences of a batch: starts and ends (batch offsets), the document of each (numbered across the
+    batch), and their count in each row. ``ValueError`` if a row's offsets do not fit the shard format,
+    e.g. a sentence that holds ``[CLS]`` or a document's ``[SEP]`` (a data bug)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    doc: list[int] = []
+    sizes: list[int] = []
+    base = 0  # the number of the row's first document
+    for (ids, first, row_ends, docs), off in zip(parsed, offsets, strict=False):
+        n = len(ids)
+        if docs and (docs[0] < first or docs[-1] >= n or sorted(set(docs)) != docs):
+            raise ValueError("malformed row: doc_ends do not fit input_ids")
+        if row_ends and (row_ends[0] < first or row_ends[-1] > n or sorted(row_ends) != row_ends):
+            raise ValueError("malformed row: sentence_ends do not fit input_ids")
+        stop = docs + [n]  # the exclusive end of each document (a tail: n)
+        start, d, p = first, 0, 0  # d: the document of a sentence's start, p: that of its end
+        for end in row_ends:
+            while stop[p] < end:
+                p += 1
+            if p != d:
+                raise ValueError("malformed row: a sentence runs over a document's [SEP]")
+            starts.append(start + off)
+            doc.append(base + d)
+            if stop[p] == end:  # this sentence closes a document: the next one starts after its [SEP]
+                start, d = end + 1, p + 1
+            else:
+                start = end
+        ends += [e + off for e in row_ends]
+        sizes.append(len(row_ends))
+        base += len(stop)
+    return np.array(starts, np.int64), np.array(ends, np.int64), np.array(doc, np.int64), sizes
 
 
 def _split(
-    starts: np.ndarray, stops: np.ndarray, outcomes: np.ndarray, cuts: np.ndarray
+    starts: np.ndarray, stops: np.ndarray, outcomes: np.ndarray, cuts: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split the sorted, disjoint spans at the ``cuts`` that fall strictly inside one."""
-    j = np.minimum(stops.searchsorted(cuts, side="right"), len(stops) - 1)  # the first span ending after
-    inside = (starts[j] < cuts) & (stops[j] > cuts)
-    if not np.count_nonzero(inside):
+    after = stops.searchsorted(cuts, side="right").tolist()  # the first span ending after each cut
+    cuts = [c for c, j in zip(cuts, after, strict=True) if j < len(starts) and starts[j] < c]
+    if not cuts:
         return starts, stops, outcomes
-    cuts = cuts[inside]
     new_starts = np.sort(np.concatenate((starts, cuts)))
     new_stops = np.sort(np.concatenate((stops, cuts)))
     return new_starts, new_stops, outcomes[starts.searchsorted(new_starts, side="right") - 1]

@@ -21,6 +21,7 @@ import torch
 from transformers import BertTokenizer
 
 from data_prep.errors import UserError
+from data_prep.noise import Denoiser
 
 Key = tuple[int, int]  # (epoch, row index)
 
@@ -93,7 +94,7 @@ def _load_split(path: Path, required: bool) -> datasets.Dataset | None:
 class NoisedDataset(torch.utils.data.Dataset):
     """Map-style dataset over keys ``(epoch, row)``: row ``row`` noised for ``epoch`` -> src/labels."""
 
-    def __init__(self, rows: datasets.Dataset, denoiser: Callable[..., tuple[np.ndarray, np.ndarray]]):
+    def __init__(self, rows: datasets.Dataset, denoiser: Denoiser):
         self.rows = rows
         self.denoiser = denoiser
 
@@ -104,14 +105,11 @@ class NoisedDataset(torch.utils.data.Dataset):
         return self.__getitems__([key])[0]
 
     def __getitems__(self, keys: list[Key]) -> list[dict[str, np.ndarray]]:
-        batch = self.rows[[row for _, row in keys]]
-        out = []
-        for (epoch, row), ids, sents, docs in zip(
-            keys, batch["input_ids"], batch["sentence_ends"], batch["doc_ends"], strict=True
-        ):
-            src, tgt = self.denoiser(ids, sents, docs, epoch=epoch, index=row)
-            out.append({"input_ids": src, "labels": tgt})
-        return out
+        indices = [row for _, row in keys]
+        batch = self.rows[indices]
+        rows = list(zip(batch["input_ids"], batch["sentence_ends"], batch["doc_ends"], strict=True))
+        noised = self.denoiser.batch(rows, [epoch for epoch, _ in keys], indices)
+        return [{"input_ids": src, "labels": tgt} for src, tgt in noised]
 
 
 class EpochBatchSampler:

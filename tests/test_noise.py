@@ -11,6 +11,7 @@ import itertools
 import math
 import pickle
 
+import datasets
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from transformers import BertTokenizer
 
 from data_prep.errors import UserError
 from data_prep.noise import KEEP, MASK, RANDOM, Denoiser, NoiseConfig, SpecialIds, Trace
+from pretrain.data import NoisedDataset
 
 PAD, UNK, CLS, SEP, MSK = 0, 100, 101, 102, 103
 VOCAB = 1000
@@ -509,6 +511,61 @@ def test_corruption_is_a_pure_function_of_seed_epoch_index(rows, preset):
     assert (
         sum(np.array_equal(first[i], other(*row, epoch=2, index=i)[0]) for i, row in enumerate(sample)) == 0
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**40),
+    lengths=st.lists(st.integers(0, 150), min_size=1, max_size=9),
+    preset=st.sampled_from(["uer", "bart"]),
+    knobs=KNOBS,
+)
+def test_a_batch_is_its_rows_one_by_one(seed, lengths, preset, knobs):
+    """``Denoiser.batch``: each row gets exactly the noise of a call for it alone, whatever its batch."""
+    rng = np.random.default_rng(seed % 2**32)
+    tiny = [[], [CLS], [CLS, SEP], [5], [CLS, 5, SEP]]
+    rows = [
+        make_row(rng, length=n, docs=min(1 + n % 3, (n - 1) // 2), sentence=1 + n % 25, extra=(PAD, MSK, UNK))
+        if n >= 5
+        else (np.array(tiny[n], dtype=np.uint16), None, None)
+        for n in lengths
+    ]
+    epochs = rng.integers(0, 3, len(rows)).tolist()
+    indices = rng.integers(0, 2**33, len(rows)).tolist()  # past 2**32 too (more words of entropy)
+    d = denoiser(preset, seed=seed, **knobs)
+    got = d.batch(rows, epochs, indices)
+    for (src, tgt), row, epoch, index in zip(got, rows, epochs, indices, strict=True):
+        want_src, want_tgt = d(*row, epoch=epoch, index=index)
+        assert src.dtype == tgt.dtype == np.int64
+        assert np.array_equal(src, want_src) and np.array_equal(tgt, want_tgt)
+    single = d.batch(rows, epochs[0], indices)  # one epoch for all rows
+    assert all(
+        np.array_equal(a, d(*row, epoch=epochs[0], index=i)[0])
+        for (a, _), row, i in zip(single, rows, indices, strict=True)
+    )
+
+
+def test_batch_edge_cases():
+    d = denoiser("uer")
+    assert d.batch([], 0, []) == []
+    with pytest.raises(ValueError, match="2 rows, 2 epochs and 1 indices"):
+        d.batch(make_rows(2), 0, [0])
+    with pytest.raises(ValueError, match="runs over"):  # one malformed row fails the batch
+        d.batch([*make_rows(2), (np.array([CLS, 5, 6, SEP]), [2, 4], [3])], 0, [0, 1, 2])
+
+
+def test_the_trainers_dataset_noises_a_micro_batch_at_once(rows):
+    sample = rows[:12]
+    columns = {"input_ids": [], "sentence_ends": [], "doc_ends": []}
+    for row in sample:
+        for name, values in zip(columns, row, strict=True):
+            columns[name].append(values.tolist())
+    d = denoiser("bart", rotate=0.5, insert_ratio=0.05)
+    noised = NoisedDataset(datasets.Dataset.from_dict(columns).with_format("numpy"), d)
+    keys = [(1, 3), (1, 0), (2, 11), (1, 3), (0, 7)]
+    for (epoch, row), item in zip(keys, noised.__getitems__(keys), strict=True):
+        src, tgt = d(*sample[row], epoch=epoch, index=row)
+        assert np.array_equal(item["input_ids"], src) and np.array_equal(item["labels"], tgt)
 
 
 PINNED_SHORT = {
