@@ -30,7 +30,7 @@ NOISE_DESCRIPTIONS = {
     "mask_ratio": "share of the maskable units (tokens, or words with whole_word) put inside chosen spans",
     "geometric_p": "p of the geometric span lengths (span_distribution geometric): p(1-p)^(k-1), k >= 1",
     "poisson_lambda": "lambda of the Poisson span lengths (span_distribution poisson), k >= 0",
-    "collapse_masks": "every run of consecutive [MASK] becomes one [MASK] (UER-py's text infilling)",
+    "collapse_masks": "every run of [MASK] the noise made becomes one [MASK] (UER-py's text infilling)",
     "whole_word": "mask whole words: a token and the ## pieces after it are one unit",
     "permute_sentences": "share of each document's sentences shuffled among their own slots",
     "rotate": "probability that a document is rotated to start at a random token",

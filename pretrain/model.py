@@ -39,8 +39,9 @@ def unigram_log_prior(rows: datasets.Dataset, vocab_size: int, max_rows: int = 5
     """log P(token), add-one smoothed, over at most ``max_rows`` evenly spaced rows of ``input_ids``."""
     step = max(1, -(-len(rows) // max_rows))
     sample = rows.select(range(0, len(rows), step)).with_format("numpy")["input_ids"]
-    counts = np.bincount(np.concatenate(list(sample)).astype(np.int64), minlength=vocab_size) + 1.0
-    return torch.from_numpy(np.log(counts[:vocab_size] / counts[:vocab_size].sum())).float()
+    ids = np.concatenate(list(sample)).astype(np.int64)
+    counts = np.bincount(ids, minlength=vocab_size)[:vocab_size] + 1.0
+    return torch.from_numpy(np.log(counts / counts.sum())).float()
 
 
 def build_model(
