@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tokenizers import BertWordPieceTokenizer
 from tqdm import tqdm
 
@@ -29,6 +33,15 @@ from data_prep.read import (
     read_blocks,
 )
 from data_prep.tokenize import SPECIAL_TOKENS, load_tokenizer
+
+PREFIX = "##"
+_CODE_POINTS = 0x110000
+# Characters that always end a word once normalized: whitespace (Unicode Zs, tab, newline, CR) and the
+# CJK ideographs that BERT's normalizer puts spaces around. Runs of anything else may hold longer words.
+_WORD_RUN = re.compile(
+    "[^\t\n\r \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df]+"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -55,35 +68,94 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def corpus_lines(
-    files: list[Path], fmt: str, text_field: str, repairs: Repairs, quiet: bool
+def corpus_blocks(
+    files: list[Path], fmt: str, text_field: str, repairs: Repairs, quiet: bool, desc: str, warn: bool
 ) -> Iterator[str]:
-    """The non-blank lines of every readable text file (binary/unreadable files skipped with a warning)."""
+    """Every readable file as blocks of clue-layout text; binary and unreadable files are skipped."""
     with tqdm(
         total=sum(f.stat().st_size for f in files),
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        desc="vocab",
+        desc=desc,
         disable=quiet,
         file=sys.stderr,
     ) as bar:
         for index, path in enumerate(files):
             status = file_status(path)
-            if status in ("binary", "unreadable"):
+            if status in ("binary", "unreadable") and warn:
                 bar.write(f"warning: skipped {status} file {path}", file=sys.stderr)
             if status == "ok":
                 unit = Unit(index, 0, str(path), 0, None, path.stat().st_size)
                 try:
                     for block, _ in read_blocks(unit, repairs, lambda text, limit: limit):
-                        if fmt == "jsonl":
-                            block = jsonl_to_clue(block, text_field, repairs)
-                        yield from (line for line in block.split("\n") if line.strip())
+                        yield jsonl_to_clue(block, text_field, repairs) if fmt == "jsonl" else block
                 except UnreadableInput:
-                    bar.write(
-                        f"warning: {path} is unreadable after some point; its start was used", file=sys.stderr
-                    )
+                    if warn:
+                        bar.write(
+                            f"warning: {path} is unreadable after some point; its start was used",
+                            file=sys.stderr,
+                        )
             bar.update(path.stat().st_size)
+
+
+def corpus_lines(blocks: Iterable[str]) -> Iterator[str]:
+    """The non-blank lines of the blocks: what the trainer counts words in."""
+    for block in blocks:
+        yield from (line for line in block.split("\n") if line.strip())
+
+
+@dataclass
+class Alphabet:
+    """What the trainer's starting vocab is made of: its characters and those seen after a word's first.
+
+    Counted over the text the trainer sees (BERT normalization, then BERT pre-tokenization), so that
+    the trainer can be handed both up front. Handed nothing, it ranks equal character counts and numbers
+    the ``##`` pieces in hash-map order, which differs from run to run (huggingface/tokenizers#1794).
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    continuing: set[str] = field(default_factory=set)
+
+    def chosen(self, limit: int) -> list[str]:
+        """The ``limit`` most frequent characters (ties: by code point), in code-point order."""
+        ranked = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
+        return sorted(char for char, _ in ranked[:limit])
+
+
+def scan_alphabet(blocks: Iterable[str], tokenizer: BertWordPieceTokenizer) -> Alphabet:
+    """Count the normalized characters and find the continuing ones, at ~15 M characters/s.
+
+    Normalization is character by character, so the raw code points are counted with numpy and each
+    distinct one is normalized once. A word of two or more characters can only come from a run without
+    whitespace or CJK ideographs (each becomes a one-character word), so only those runs are normalized
+    and pre-tokenized whole.
+    """
+    raw = np.zeros(_CODE_POINTS, dtype=np.int64)
+    continuing: set[str] = set()
+    for block in blocks:
+        raw += np.bincount(
+            np.frombuffer(block.encode("utf-32-le", "surrogatepass"), dtype=np.uint32), minlength=_CODE_POINTS
+        )
+        runs = set(_WORD_RUN.findall(block))
+        if runs:
+            continuing.update(_continuing(" ".join(runs), tokenizer))
+    alphabet = Alphabet(continuing=continuing)
+    for code in np.flatnonzero(raw).tolist():
+        alphabet.continuing.update(_continuing(chr(code), tokenizer))
+        for word in _words(chr(code), tokenizer):
+            for char in word:
+                alphabet.counts[char] += int(raw[code])
+    return alphabet
+
+
+def _words(text: str, tokenizer: BertWordPieceTokenizer) -> list[str]:
+    normalized = tokenizer.normalizer.normalize_str(text)
+    return [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def _continuing(text: str, tokenizer: BertWordPieceTokenizer) -> set[str]:
+    return {char for word in _words(text, tokenizer) for char in word[1:]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,44 +165,70 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.output
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"output {out} exists and is not an empty directory")
-    limit_alphabet = args.limit_alphabet or args.vocab_size // 2
     tokenizer = BertWordPieceTokenizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
     )
     repairs = Repairs()
+    blocks = corpus_blocks(files, args.format, args.text_field, repairs, args.quiet, "vocab 1/2", True)
+    alphabet = scan_alphabet(blocks, tokenizer)
+    if not alphabet.counts:
+        raise UserError(f"no text found in {' '.join(args.input)}")
+    chars = alphabet.chosen(args.limit_alphabet or args.vocab_size // 2)
+    continuing = sorted(PREFIX + char for char in alphabet.continuing.intersection(chars))
     tokenizer.train_from_iterator(
-        corpus_lines(files, args.format, args.text_field, repairs, args.quiet),
+        corpus_lines(
+            corpus_blocks(files, args.format, args.text_field, Repairs(), args.quiet, "vocab 2/2", False)
+        ),
         vocab_size=args.vocab_size,
         min_frequency=args.min_frequency,
-        limit_alphabet=limit_alphabet,
-        special_tokens=list(SPECIAL_TOKENS),
+        limit_alphabet=len(chars),
+        initial_alphabet=chars,
+        special_tokens=[*SPECIAL_TOKENS, *continuing],  # numbered up front, in this order
         show_progress=False,
     )
-    if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
-        raise UserError(f"no text found in {' '.join(args.input)}")
+    tokens = _ordered(tokenizer.get_vocab(), set(chars), set(continuing))
+    stray = [t for t in tokens if t.startswith(PREFIX) and len(t) == len(PREFIX) + 1 and t not in continuing]
+    if stray:
+        print(
+            f"warning: {len(stray)} unforeseen pieces such as {stray[0]}: ids may vary run to run",
+            file=sys.stderr,
+        )
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        tokenizer.save_model(str(tmp))  # vocab.txt, in id order
+        (tmp / "vocab.txt").write_text("".join(f"{token}\n" for token in tokens), encoding="utf-8")
         _write_config(tmp)
         # Round trip: what transformers loads is what we trained (not a 5-token fallback vocab).
         loaded = load_tokenizer(str(tmp), tmp / "unused")
-        if len(loaded.hf) != tokenizer.get_vocab_size():
-            raise UserError(
-                f"the written vocab loads with {len(loaded.hf)} tokens, not {tokenizer.get_vocab_size()}"
-            )
+        if len(loaded.hf) != len(tokens):
+            raise UserError(f"the written vocab loads with {len(loaded.hf)} tokens, not {len(tokens)}")
         loaded.save(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"vocab: {tokenizer.get_vocab_size():,} tokens from {len(files):,} files -> {out}")
+    print(
+        f"vocab: {len(tokens):,} tokens ({len(chars):,} characters, {len(continuing):,} ##characters, "
+        f"{len(tokens) - len(SPECIAL_TOKENS) - len(chars) - len(continuing):,} longer pieces) "
+        f"from {len(files):,} files -> {out}"
+    )
     changed = {k: v for k, v in vars(repairs).items() if v}
     if changed:
         print("repairs: " + ", ".join(f"{k}={v:,}" for k, v in changed.items()))
     return 0
+
+
+def _ordered(vocab: dict[str, int], chars: set[str], continuing: set[str]) -> list[str]:
+    """Special tokens, characters, ##characters, then the merged pieces in the order they were learnt."""
+
+    def group(token: str) -> int:
+        if token in SPECIAL_TOKENS:
+            return 0
+        return 1 if token in chars else 2 if token in continuing else 3
+
+    return sorted(vocab, key=lambda token: (group(token), vocab[token]))
 
 
 def _write_config(directory: Path) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
+from collections import Counter
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prep_fixtures import cli, clue_corpus, read_split
+from tokenizers import BertWordPieceTokenizer
 from transformers import BertTokenizer
+
+from data_prep.vocab import Alphabet, scan_alphabet
 
 
 def test_vocab_round_trip_and_use_in_prepare(tmp_path, capsys):
@@ -58,3 +65,70 @@ def test_vocab_round_trip_and_use_in_prepare(tmp_path, capsys):
     assert read_split(tmp_path / "shards" / "train")
     assert cli("vocab", "--input", str(tmp_path / "in"), "--output", str(out)) == 2  # not empty: refused
     assert cli("vocab", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "v2")) == 2
+
+
+# Characters whose normalization or pre-tokenization is unusual: accents and combining marks, İ (two
+# characters when lowercased), Hangul (decomposed into jamo by NFD), compatibility ideographs, an
+# extension-B ideograph, controls that are removed rather than spaced, Unicode spaces, punctuation.
+_TRICKY = list(
+    "中文語aZéÉİıß가힣\u0301\u0308\uf900\U00020000①ⅷ٣😀#'-_.,，。\x00\x0b\x1c\x85\xa0\u3000\u2003\t "
+)
+_TEXT = st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+def _trainer_alphabet(lines: list[str]) -> tuple[set[str], set[str]]:
+    """The characters and continuing characters the tokenizers trainer itself finds (no merges)."""
+    tok = _new_tokenizer()
+    tok.train_from_iterator(lines, vocab_size=0, min_frequency=1, special_tokens=[], show_progress=False)
+    vocab = tok.get_vocab()
+    return {t for t in vocab if len(t) == 1}, {t[2:] for t in vocab if t.startswith("##") and len(t) == 3}
+
+
+def _new_tokenizer() -> BertWordPieceTokenizer:
+    return BertWordPieceTokenizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_TEXT, min_size=1, max_size=6))
+def test_scan_alphabet_sees_what_the_trainer_sees(lines):
+    """Counts equal a line-by-line count of the pre-tokenized words; the sets equal the trainer's own."""
+    tok = _new_tokenizer()
+    found = scan_alphabet(["".join(f"{line}\n" for line in lines)], tok)
+    expected: Counter[str] = Counter()
+    for line in lines:
+        words = tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(line))
+        expected.update("".join(word for word, _ in words))
+    assert found.counts == expected
+    chars, continuing = _trainer_alphabet(lines)
+    assert set(found.counts) == chars
+    assert found.continuing == continuing
+
+
+def test_alphabet_ranks_ties_by_code_point():
+    alphabet = Alphabet(counts=Counter({"b": 2, "a": 2, "c": 2, "z": 5, "y": 1}))
+    assert alphabet.chosen(3) == ["a", "b", "z"]
+    assert alphabet.chosen(10) == ["a", "b", "c", "y", "z"]
+
+
+def test_vocab_is_identical_run_to_run(tmp_path):
+    """Equal counts everywhere (alphabet cut-off, merges, ## pieces): the trainer alone would order
+    them by hash-map order, which differs between runs even in one process."""
+    rng = random.Random(3)
+    letters = "abcdefghijklmnopqrstuvwxyzéüß가나다"
+    words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 7))) for _ in range(300)]
+    hanzi = [chr(0x4E00 + i) for i in range(400)]
+    text = "\n".join(" ".join(words[i : i + 5]) + "".join(hanzi[i : i + 3]) for i in range(0, 300, 5))
+    (tmp_path / "c.txt").write_text((text + "\n\n") * 2, encoding="utf-8")
+    outs = []
+    for run in range(3):
+        out = tmp_path / f"v{run}"
+        args = ["--vocab-size", "700", "--limit-alphabet", "150", "--min-frequency", "2", "--quiet"]
+        assert cli("vocab", "--input", str(tmp_path / "c.txt"), "--output", str(out), *args) == 0
+        outs.append((out / "vocab.txt").read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    tokens = outs[0].decode().splitlines()
+    chars = [t for t in tokens[5:] if len(t) == 1]
+    assert tokens[5 : 5 + len(chars)] == sorted(chars) and len(chars) == 150
+    assert any(t.startswith("##") and len(t) > 3 for t in tokens)  # merges were learnt
