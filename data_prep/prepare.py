@@ -9,14 +9,17 @@ finished units in place: ``--resume`` does the rest, with the same bytes as an u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.pool
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,15 @@ from data_prep.manifest import MANIFEST, UnitStats, build_manifest, read_manifes
 from data_prep.read import FORMATS, Unit, expand_inputs, plan_file
 from data_prep.shards import Layout, finish_split, make_layout, remove_temporaries
 from data_prep.tokenize import LoadedTokenizer, build_table, load_tokenizer
-from data_prep.units import WORK_DIR, UnitConfig, UnitProcessor, init_worker, marker_path, run_unit
+from data_prep.units import (
+    WORK_DIR,
+    UnitConfig,
+    UnitProcessor,
+    init_worker,
+    marker_path,
+    run_unit,
+    save_config,
+)
 
 SPLITS = ("train", "valid")
 
@@ -216,6 +227,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot read input: {exc}") from None
     out: Path = args.output
     complete = _check_output(out, args.resume)
+    with start_workers(1 if complete else args.workers) as workers:
+        return _prepare(args, part, files, sizes, complete, workers)
+
+
+def _prepare(
+    args: argparse.Namespace,
+    part: Part | None,
+    files: list[Path],
+    sizes: list[int],
+    complete: bool,
+    workers: Workers | None,
+) -> int:
+    out: Path = args.output
     with tempfile.TemporaryDirectory() as scratch:
         tok = load_tokenizer(args.tokenizer, Path(scratch))
     options = {
@@ -236,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _create_output(out)
     try:
-        manifest, fresh, seconds = _run(job, out)
+        manifest, fresh, seconds = _run(job, out, workers)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise UserError(
@@ -247,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(job: Job, out: Path) -> tuple[dict[str, Any], UnitStats, float]:
+def _run(job: Job, out: Path, workers: Workers | None) -> tuple[dict[str, Any], UnitStats, float]:
     args, tok = job.args, job.tok
     _check_plan(out, job.plan)
     _save_tokenizer(tok, out)
@@ -271,7 +295,7 @@ def _run(job: Job, out: Path) -> tuple[dict[str, Any], UnitStats, float]:
         units = [u for k in mine for u in plan_file(k, job.files[k], args.format, job.options["unit_bytes"])]
     except OSError as exc:
         raise UserError(f"cannot read input: {exc}") from None
-    fresh, seconds = _process(units, cfg, out, args.workers, args.quiet)
+    fresh, seconds = _process(units, cfg, out, workers, args.quiet)
     header = {
         "tokenizer": args.tokenizer,
         "vocab_sha256": tok.vocab_sha256,
@@ -345,8 +369,31 @@ class _Bar:
         self.add(*(a - b for a, b in zip(now, self.seen, strict=True)))
 
 
+@dataclass(frozen=True)
+class Workers:
+    """The worker processes, and the shared (bytes, chars, tokens) counters they report progress in."""
+
+    pool: multiprocessing.pool.Pool
+    counters: Any
+
+
+@contextlib.contextmanager
+def start_workers(count: int) -> Iterator[Workers | None]:
+    """``count`` spawned worker processes (None for one: the main process does the work).
+
+    Started before the tokenizer is loaded, so that their start-up (imports) overlaps it.
+    """
+    if count == 1:
+        yield None
+        return
+    ctx = multiprocessing.get_context("spawn")
+    counters = ctx.Array("q", 3)
+    with ctx.Pool(count, init_worker, (counters,)) as pool:
+        yield Workers(pool, counters)
+
+
 def _process(
-    units: list[Unit], cfg: UnitConfig, out: Path, workers: int, quiet: bool
+    units: list[Unit], cfg: UnitConfig, out: Path, workers: Workers | None, quiet: bool
 ) -> tuple[UnitStats, float]:
     """Run the units that have no marker yet; their summed stats and the seconds taken."""
     pending = [u for u in units if not marker_path(out, u).is_file()]
@@ -362,24 +409,22 @@ def _process(
             bar.bar.write(f"warning: skipped {stats.status} file {unit.path}", file=sys.stderr)
 
     with bar.bar:
-        if workers == 1 or len(pending) <= 1:
+        if workers is None or len(pending) <= 1:
             processor = UnitProcessor(cfg)
             for unit in pending:
                 done(unit, processor.run(unit, out, bar.add))
         else:
+            save_config(cfg, out)
             pending.sort(key=lambda u: -u.size)  # big units first: better balance; output order is fixed
-            ctx = multiprocessing.get_context("spawn")
-            counters = ctx.Array("q", 3)
-            with ctx.Pool(min(workers, len(pending)), init_worker, (cfg, counters)) as pool:
-                results = pool.imap_unordered(run_unit, [(u, str(out)) for u in pending])
-                while True:
-                    try:
-                        done(*results.next(timeout=0.5))
-                    except multiprocessing.TimeoutError:
-                        pass
-                    except StopIteration:
-                        break
-                    bar.sync(counters)
+            results = workers.pool.imap_unordered(run_unit, [(u, str(out)) for u in pending])
+            while True:
+                try:
+                    done(*results.next(timeout=0.5))
+                except multiprocessing.TimeoutError:
+                    pass
+                except StopIteration:
+                    break
+                bar.sync(workers.counters)
     return fresh, time.perf_counter() - bar.started
 
 

@@ -59,7 +59,8 @@ def is_cjk(cp: int) -> bool:
 @functools.lru_cache(maxsize=1)
 def _candidates() -> tuple[int, ...]:
     cps = [cp for lo, hi in _CJK_RANGES for cp in range(lo, hi + 1)]
-    cps += [cp for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")]
+    # Planes 2 and up hold ideographs, tags, variation selectors and private use: no punctuation.
+    cps += [cp for cp in range(0x20000) if unicodedata.category(chr(cp)).startswith("P")]
     cps += [cp for cp in range(128) if is_bert_punctuation(cp)]
     return tuple(sorted(set(cps)))
 

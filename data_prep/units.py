@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ Progress = Callable[[int, int, int], None]  # (input bytes, chars, tokens) since
 
 @dataclass(frozen=True)
 class UnitConfig:
-    """Everything a worker needs besides the unit (picklable, sent once to each worker process)."""
+    """Everything a worker needs besides the unit (picklable, read once by each worker process)."""
 
     seq_length: int
     fmt: str
@@ -249,16 +250,28 @@ class _DocState:
             stats.repairs.empty_documents += 1
 
 
-_PROCESSOR: UnitProcessor | None = None
+def config_path(out: Path) -> Path:
+    return out / WORK_DIR / "config.pickle"
+
+
+def save_config(cfg: UnitConfig, out: Path) -> None:
+    """Where the pool's workers read the configuration from (they start before it exists)."""
+    path = config_path(out)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, path)
+
+
+_WORKER: tuple[str, UnitProcessor] | None = None  # (output directory, its processor)
 _COUNTERS: Any = None
 
 
-def init_worker(cfg: UnitConfig, counters: Any) -> None:
+def init_worker(counters: Any) -> None:
     """Pool initializer: one tokenizer thread per worker process (the processes are the parallelism);
     ``counters`` is a shared array (bytes, chars, tokens) the main process shows progress from."""
-    global _PROCESSOR, _COUNTERS
+    global _COUNTERS
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _PROCESSOR, _COUNTERS = UnitProcessor(cfg), counters
+    _COUNTERS = counters
 
 
 def _add_progress(nbytes: int, chars: int, tokens: int) -> None:
@@ -269,6 +282,9 @@ def _add_progress(nbytes: int, chars: int, tokens: int) -> None:
 
 
 def run_unit(job: tuple[Unit, str]) -> tuple[Unit, UnitStats]:
+    """Pool task: one unit of the job in ``out`` (its configuration is loaded once per worker)."""
+    global _WORKER
     unit, out = job
-    assert _PROCESSOR is not None
-    return unit, _PROCESSOR.run(unit, Path(out), _add_progress)
+    if _WORKER is None or _WORKER[0] != out:
+        _WORKER = out, UnitProcessor(pickle.loads(config_path(Path(out)).read_bytes()))
+    return unit, _WORKER[1].run(unit, Path(out), _add_progress)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +156,11 @@ def test_table_keeps_isolated_characters_only(real):
     for ch in "[]aZ09 \t\r\u3000😀é\x00\u200bｈ":
         assert table[ord(ch)] == SLOW, repr(ch)
     assert table[10] == BREAK
+
+
+def test_no_punctuation_beyond_plane_1():
+    """The table's candidates skip planes 2 and up when looking for punctuation: true of this Unicode."""
+    assert not [cp for cp in range(0x20000, sys.maxunicode + 1) if unicodedata.category(chr(cp))[0] == "P"]
 
 
 @needs_shared
