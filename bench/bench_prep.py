@@ -1,11 +1,13 @@
 """Benchmark `data_prep prepare` end to end against the raw Rust tokenizer, on the same text.
 
-    python bench/bench_prep.py [--copies 24] [--workers 1 2] [--corpus FILE] [--vocab FILE]
+    python bench/bench_prep.py [--copies 400] [--workers 1 2] [--repeat 1] [--corpus FILE] [--vocab FILE]
 
-The corpus (default: ../shared/corpus/cluecorpussmall_sample.txt) is replicated into ``--copies`` files.
-Each configuration runs `prepare` in a fresh process and reports: wall time, the throughput of the
-processing phase as printed by prepare (after the tokenizer is loaded and the workers started), chars/s
-per worker, and the peak RSS of the largest process (getrusage of the children). In the same run the raw
+The corpus (default: ../shared/corpus/cluecorpussmall_sample.txt) is replicated into ``--copies`` files
+(400: 282 M characters, long enough that the ~2 s of start-up is a small part). Each configuration runs
+`prepare` in a fresh process, ``--repeat`` times interleaved (1 2 1 2 ...; the median counts), and
+reports: wall time, the throughput of the processing phase as printed by prepare, the start-up and
+finish time (wall minus that phase), chars/s per worker, the peak RSS of the largest process
+(getrusage of the children) and of all its processes together (sampled). In the same run the raw
 BertTokenizerFast batch throughput on the same lines is measured with one thread (per core).
 """
 
@@ -92,6 +94,23 @@ def raw_tokenizer(vocab: Path, lines: list[str]) -> float:
     return chars / (time.perf_counter() - start)
 
 
+def _run_prepare(src: Path, vocab: Path, out: Path, workers: int) -> dict:
+    argv = ["--input", str(src), "--tokenizer", str(vocab), "--output", str(out), "--quiet"]
+    proc = subprocess.run(
+        [sys.executable, __file__, "--measure", *argv, "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shutil.rmtree(out)
+    return json.loads(proc.stdout)
+
+
+def _median(runs: list[dict]) -> dict:
+    """The run with the median wall time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
         measure(sys.argv[2:])
@@ -99,8 +118,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "cluecorpussmall_sample.txt")
     parser.add_argument("--vocab", type=Path, default=SHARED / "google_zh_vocab.txt")
-    parser.add_argument("--copies", type=int, default=24, help="files the corpus is replicated into")
+    parser.add_argument("--copies", type=int, default=400, help="files the corpus is replicated into")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median)")
     args = parser.parse_args()
     for path in (args.corpus, args.vocab):
         if not path.is_file():
@@ -112,25 +132,11 @@ def main() -> int:
         for i in range(args.copies):
             (src / f"part-{i:04d}.txt").write_text(text, encoding="utf-8")
         chars = len(text) * args.copies
-        results = {}
-        for workers in args.workers:
-            out = Path(tmp) / f"out{workers}"
-            argv = [
-                "--input",
-                str(src),
-                "--tokenizer",
-                str(args.vocab),
-                "--output",
-                str(out),
-                "--quiet",
-                "--workers",
-                str(workers),
-            ]
-            proc = subprocess.run(
-                [sys.executable, __file__, "--measure", *argv], capture_output=True, text=True, check=True
-            )
-            results[workers] = json.loads(proc.stdout)
-            shutil.rmtree(out)
+        runs: dict[int, list[dict]] = {w: [] for w in args.workers}
+        for _ in range(args.repeat):
+            for workers in args.workers:
+                runs[workers].append(_run_prepare(src, args.vocab, Path(tmp) / f"out{workers}", workers))
+        results = {w: _median(r) for w, r in runs.items()}
         raw = raw_tokenizer(args.vocab, [line for line in text.split("\n") if line.strip()] * 4)
 
     print(
@@ -139,14 +145,18 @@ def main() -> int:
     )
     print(
         f"{'workers':>7} {'wall s':>7} {'e2e M chars/s':>14} {'per worker':>11} {'phase M chars/s':>16} "
-        f"{'peak RSS MiB':>13}"
+        f"{'start-up s':>11} {'peak RSS MiB':>13} {'all procs MiB':>14}"
     )
     for workers, r in results.items():
         e2e = chars / r["wall"] / 1e6
+        fixed = r["wall"] - chars / (r["phase_mchars"] * 1e6)
         print(
             f"{workers:>7} {r['wall']:>7.2f} {e2e:>14.2f} {e2e / workers:>11.2f} {r['phase_mchars']:>16.2f} "
-            f"{r['peak_mib']:>13.0f}"
+            f"{fixed:>11.2f} {r['peak_mib']:>13.0f} {r['total_mib']:>14.0f}"
         )
+    if args.repeat > 1:
+        walls = {w: " ".join(f"{r['wall']:.2f}" for r in rs) for w, rs in runs.items()}
+        print("wall s of each run: " + "; ".join(f"{w} worker(s): {t}" for w, t in walls.items()))
     print(f"raw BertTokenizerFast.encode_batch, 1 thread: {raw / 1e6:.2f}M chars/s")
     first = min(results)
     e2e_first = chars / results[first]["wall"]
