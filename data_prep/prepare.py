@@ -14,12 +14,13 @@ import errno
 import hashlib
 import json
 import multiprocessing
-import multiprocessing.pool
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from data_prep.units import (
     marker_path,
     run_unit,
     save_config,
+    warm_up,
 )
 
 SPLITS = ("train", "valid")
@@ -373,7 +375,7 @@ class _Bar:
 class Workers:
     """The worker processes, and the shared (bytes, chars, tokens) counters they report progress in."""
 
-    pool: multiprocessing.pool.Pool
+    pool: ProcessPoolExecutor
     counters: Any
 
 
@@ -381,15 +383,26 @@ class Workers:
 def start_workers(count: int) -> Iterator[Workers | None]:
     """``count`` spawned worker processes (None for one: the main process does the work).
 
-    Started before the tokenizer is loaded, so that their start-up (imports) overlaps it.
+    Started before the tokenizer is loaded, so that their start-up (imports) overlaps it. A worker that
+    dies (killed, out of memory) fails the run instead of hanging it; what was finished is kept.
     """
     if count == 1:
         yield None
         return
     ctx = multiprocessing.get_context("spawn")
     counters = ctx.Array("q", 3)
-    with ctx.Pool(count, init_worker, (counters,)) as pool:
+    pool = ProcessPoolExecutor(count, ctx, initializer=init_worker, initargs=(counters,))
+    try:
+        for _ in range(count):
+            pool.submit(warm_up)  # spawns the processes now (they are started on demand)
         yield Workers(pool, counters)
+    except BrokenProcessPool:
+        raise UserError(
+            "a worker process died (killed, or out of memory?); run the same command with --resume "
+            "to finish (fewer --workers need less memory)"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _process(
@@ -416,14 +429,11 @@ def _process(
         else:
             save_config(cfg, out)
             pending.sort(key=lambda u: -u.size)  # big units first: better balance; output order is fixed
-            results = workers.pool.imap_unordered(run_unit, [(u, str(out)) for u in pending])
-            while True:
-                try:
-                    done(*results.next(timeout=0.5))
-                except multiprocessing.TimeoutError:
-                    pass
-                except StopIteration:
-                    break
+            running = {workers.pool.submit(run_unit, (u, str(out))) for u in pending}
+            while running:
+                finished, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(*future.result())
                 bar.sync(workers.counters)
     return fresh, time.perf_counter() - bar.started
 

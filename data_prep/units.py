@@ -274,6 +274,10 @@ def init_worker(counters: Any) -> None:
     _COUNTERS = counters
 
 
+def warm_up() -> None:
+    """A task that does nothing: submitting it starts a worker process (and its imports)."""
+
+
 def _add_progress(nbytes: int, chars: int, tokens: int) -> None:
     with _COUNTERS.get_lock():
         _COUNTERS[0] += nbytes

@@ -133,3 +133,111 @@ def test_parts_merge_into_the_one_machine_result(tmp_path, vocab, corpus, capsys
     )
     assert "another job" in capsys.readouterr().err
     assert cli("merge", "--output", str(tmp_path / "m4"), str(tmp_path / "full")) == 2
+
+
+_PEAK_RSS = (
+    "import resource, runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "except SystemExit as exit:\n"
+    "    assert not exit.code, exit.code\n"
+    "usage = resource.getrusage\n"
+    "print(usage(resource.RUSAGE_SELF).ru_maxrss, usage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+def _peak_rss_kib(vocab: Path, src: Path, out: Path, workers: int) -> tuple[int, int]:
+    """Peak RSS (KiB) of a `prepare` process and of its largest worker process."""
+    argv = ["prepare", "--input", str(src), "--tokenizer", str(vocab), "--output", str(out), "--quiet"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(FIXTURES), *argv, "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    main, child = proc.stdout.split()[-2:]
+    return int(main), int(child)
+
+
+def test_memory_does_not_grow_with_corpus_size(tmp_path, vocab):
+    """Four times the input, the same peak memory, in the main process and in each worker.
+
+    A worker's allocator reaches its high-water mark over its first few units, so the smaller run already
+    gives each worker three of them.
+    """
+    clue_corpus(tmp_path / "doc.txt", 1200, seed=7)
+    one = (tmp_path / "doc.txt").read_bytes()
+    for copies in (6, 24):
+        for i in range(copies):
+            (tmp_path / f"in{copies}" / f"f{i}.txt").parent.mkdir(exist_ok=True)
+            (tmp_path / f"in{copies}" / f"f{i}.txt").write_bytes(one)
+    allowance = 8 * 1024  # KiB
+    assert len(one) * 18 > 1.5 * allowance * 1024  # what the big run adds is well above the allowance
+    for workers in (1, 2):
+        small = _peak_rss_kib(vocab, tmp_path / "in6", tmp_path / f"s{workers}", workers)
+        big = _peak_rss_kib(vocab, tmp_path / "in24", tmp_path / f"b{workers}", workers)
+        assert big[0] < small[0] + allowance, (workers, small, big)
+        if workers > 1:
+            assert big[1] < small[1] + allowance, (small, big)
+
+
+def test_progress_bar_and_summary(tmp_path, vocab, corpus, capsys):
+    args = ["--input", str(corpus), "--tokenizer", str(vocab), "--output", str(tmp_path / "o")]
+    assert cli("prepare", *args, "--seq-length", "96", "--workers", "2") == 0
+    captured = capsys.readouterr()
+    bar = captured.err.replace("\r", "\n").splitlines()
+    assert any(
+        line.startswith("prepare: 100%") and "M chars/s" in line and "M tokens/s" in line for line in bar
+    )
+    out = captured.out.splitlines()
+    assert out[0].split() == ["split", "documents", "sentences", "tokens", "examples", "fill", "mean", "len"]
+    assert [line.split()[0] for line in out[1:3]] == ["train", "valid"]
+    assert any(line.startswith("this run: ") and "with 2 worker(s)" in line for line in out)
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The pool's worker processes among the children of ``pid`` (Linux /proc)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    found = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the workers")
+def test_a_killed_worker_fails_the_run_with_one_line_and_resume_finishes(tmp_path, vocab):
+    src = tmp_path / "src"
+    for i in range(3):
+        clue_corpus(src / f"f{i}.txt", 1500, seed=200 + i)
+    args = ["--input", str(src), "--tokenizer", str(vocab), "--seq-length", "96", "--unit-mb", "0.01"]
+    assert cli("prepare", *args, "--quiet", "--output", str(tmp_path / "ref")) == 0
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(FIXTURES), "prepare", *args, "--quiet", "--output", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    units = out / ".prep" / "units"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if units.is_dir() and len(list(units.iterdir())) >= 5:
+            break
+        time.sleep(0.01)
+    workers = _worker_pids(proc.pid)
+    assert proc.poll() is None and workers, "prepare finished before a worker could be killed"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1].startswith("bart-data: error: a worker process died"), err
+    assert "Traceback" not in err
+    assert cli("prepare", *args, "--quiet", "--output", str(out), "--resume", "--workers", "2") == 0
+    assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
