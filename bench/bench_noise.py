@@ -30,7 +30,6 @@ import bisect  # noqa: E402
 import itertools  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -42,6 +41,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+
+from prepared import prepare  # noqa: E402
 
 from data_prep.noise import KEEP, MASK, RANDOM, Denoiser, NoiseConfig, SpecialIds  # noqa: E402
 
@@ -245,19 +246,7 @@ def load_rows(corpus: Path, vocab: Path, tmp: Path) -> tuple[list[Row], Any, str
         import datasets
         from transformers import BertTokenizer
 
-        out = tmp / "prepared"
-        cmd = [
-            sys.executable,
-            "-m",
-            "data_prep",
-            "prepare",
-            "--input",
-            str(corpus),
-            "--tokenizer",
-            str(vocab),
-        ]
-        cmd += ["--output", str(out), "--quiet", "--seq-length", str(SEQ), "--valid-ratio", "0"]
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        out = prepare(corpus, vocab, tmp / "prepared", "--seq-length", str(SEQ), "--valid-ratio", "0")
         ds = datasets.load_from_disk(str(out / "train")).with_format("numpy")
         rows = [(r["input_ids"], r["sentence_ends"], r["doc_ends"]) for r in ds]
         rows = [r for r in rows if len(r[0]) == SEQ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ from accelerate.utils import set_seed
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+
+from prepared import prepare  # noqa: E402
 
 from pretrain.config import load_config  # noqa: E402
 from pretrain.data import EpochBatchSampler, NoisedDataset, load_shards, make_loader  # noqa: E402
@@ -53,24 +54,7 @@ def make_data(root: Path) -> Path:
         corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         (root / "tok" / "vocab.txt").write_text("\n".join(specials + chars + ["。"]) + "\n", encoding="utf-8")
-    cmd = [
-        sys.executable,
-        "-m",
-        "data_prep",
-        "prepare",
-        "--input",
-        str(corpus),
-        "--tokenizer",
-        str(root / "tok"),
-        "--output",
-        str(root / "data"),
-        "--seq-length",
-        "128",
-        "--valid-ratio",
-        "0.02",
-    ]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return root / "data"
+    return prepare(corpus, root / "tok", root / "data", "--seq-length", "128", "--valid-ratio", "0.02")
 
 
 def trainer_rate(cfg, warmup: int) -> float:
