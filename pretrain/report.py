@@ -94,9 +94,8 @@ def summarize(run_dir: Path) -> str:
     tokens = scalars.get("train/tokens_per_sec", [])
     rate = steps_per_second(loss)
     if tokens or rate:
-        parts = ([f"{tokens[-1][2]:,.0f} tokens/s"] if tokens else []) + (
-            [f"{rate:.2f} steps/s"] if rate else []
-        )
+        recent = statistics.median(p[2] for p in tokens[-10:]) if tokens else 0.0
+        parts = ([f"{recent:,.0f} tokens/s"] if tokens else []) + ([f"{rate:.2f} steps/s"] if rate else [])
         lines.append(f"throughput:      {', '.join(parts)}")
     if rate and max_steps and step < max_steps:
         lines.append(

@@ -15,7 +15,8 @@ def write_run(run_dir, max_steps=1000):
     for step in range(10, 110, 10):  # 10 steps every 5 s = 2 steps/s
         t = 1000.0 + step / 2
         writer.add_scalar("train/loss", 5.0 - step / 100, step, walltime=t)
-        writer.add_scalar("train/tokens_per_sec", 12345.0, step, walltime=t)
+        dip = step == 100  # the last interval was slow: the median of the last 10 ignores it
+        writer.add_scalar("train/tokens_per_sec", 2000.0 if dip else 12345.0 + step, step, walltime=t)
     for step, loss in ((50, 4.2), (100, 3.9)):
         writer.add_scalar("eval/loss", loss, step, walltime=1000.0 + step / 2)
         writer.add_scalar("eval/accuracy", 0.3, step, walltime=1000.0 + step / 2)
@@ -29,7 +30,7 @@ def test_summary_numbers(tmp_path):
     assert "steps:           100 / 1,000 (10.0%)" in text
     assert "best eval loss:  3.9000 (step 100)" in text
     assert "eval accuracy:   0.300 on corrupted tokens (step 100, unigram baseline 0.050)" in text
-    assert "12,345 tokens/s, 2.00 steps/s" in text
+    assert "12,390 tokens/s, 2.00 steps/s" in text  # median of 2,000 and 12,355 ... 12,435
     assert "ETA:             0:07:30 to step 1,000" in text  # 900 steps at 2 steps/s
 
 
