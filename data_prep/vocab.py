@@ -139,23 +139,20 @@ def scan_alphabet(blocks: Iterable[str], tokenizer: BertWordPieceTokenizer) -> A
         )
         runs = set(_WORD_RUN.findall(block))
         if runs:
-            continuing.update(_continuing(" ".join(runs), tokenizer))
+            continuing.update(char for word in _words(" ".join(runs), tokenizer) for char in word[1:])
     alphabet = Alphabet(continuing=continuing)
     for code in np.flatnonzero(raw).tolist():
-        alphabet.continuing.update(_continuing(chr(code), tokenizer))
-        for word in _words(chr(code), tokenizer):
+        for word in _words(chr(code), tokenizer):  # "가" is one raw character but a two-jamo word
+            alphabet.continuing.update(word[1:])
             for char in word:
                 alphabet.counts[char] += int(raw[code])
     return alphabet
 
 
 def _words(text: str, tokenizer: BertWordPieceTokenizer) -> list[str]:
+    """The words the trainer counts in ``text``: BERT-normalized, then pre-tokenized."""
     normalized = tokenizer.normalizer.normalize_str(text)
     return [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
-
-
-def _continuing(text: str, tokenizer: BertWordPieceTokenizer) -> set[str]:
-    return {char for word in _words(text, tokenizer) for char in word[1:]}
 
 
 def run(args: argparse.Namespace) -> int:
