@@ -71,6 +71,15 @@ def test_workers_give_identical_bytes_and_units_do_not_change_documents(tmp_path
         )
 
 
+def _wait_for_units(proc: subprocess.Popen, units: Path, count: int) -> None:
+    """Until ``count`` unit markers exist in ``units`` (or the process ends, or a minute passes)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if units.is_dir() and len(list(units.iterdir())) >= count:
+            return
+        time.sleep(0.01)
+
+
 def test_resume_after_sigkill_gives_identical_bytes(tmp_path, vocab):
     src = tmp_path / "src"
     for i in range(3):
@@ -97,11 +106,7 @@ def test_resume_after_sigkill_gives_identical_bytes(tmp_path, vocab):
         stderr=subprocess.DEVNULL,
     )
     units = killed / ".prep" / "units"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if units.is_dir() and len(list(units.iterdir())) >= 10:
-            break
-        time.sleep(0.01)
+    _wait_for_units(proc, units, 10)
     assert proc.poll() is None, "prepare finished before it could be killed: make the corpus bigger"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -226,12 +231,7 @@ def test_a_killed_worker_fails_the_run_with_one_line_and_resume_finishes(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    units = out / ".prep" / "units"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if units.is_dir() and len(list(units.iterdir())) >= 5:
-            break
-        time.sleep(0.01)
+    _wait_for_units(proc, out / ".prep" / "units", 5)
     workers = _worker_pids(proc.pid)
     assert proc.poll() is None and workers, "prepare finished before a worker could be killed"
     os.kill(workers[0], signal.SIGKILL)
