@@ -16,7 +16,9 @@ usage: ./launch.sh COMMAND [ARGS...]
   demo [--steps N] [--max-chars N]
                         set up, then run the whole pipeline on the embedded corpus (CPU, minutes):
                         vocab -> shards -> train configs/tiny.yaml -> HF export -> fill-in samples
-  test [PYTEST ARGS]    set up, then run the test suite (and the transformers 4.x export check)
+  test [--fast] [PYTEST ARGS]
+                        set up, then run the test suite (and the transformers 4.x export check);
+                        --fast: the unit tests only (pytest -m "not slow"), about 30 s
   prep ARGS             python -m data_prep prepare ARGS
   data ARGS             python -m data_prep ARGS (vocab, prepare, noise, inspect, merge)
   train ARGS            accelerate launch -m pretrain ARGS
@@ -71,13 +73,21 @@ setup_hf4() {
 }
 
 cmd_test() {
+  local args=() fast=0
+  for arg in "$@"; do
+    if [[ "$arg" == "--fast" ]]; then fast=1; else args+=("$arg"); fi
+  done
   setup test
   cd "$ROOT"
   export BART_E2E_EXPORT="${BART_E2E_EXPORT:-$ROOT/runs/test-e2e-export}"
   rm -rf "$BART_E2E_EXPORT"
   local rc=0
   "$PY" -m ruff check "$ROOT" || rc=$?
-  "$PY" -m pytest "$@" || rc=$?
+  if (( fast )); then
+    "$PY" -m pytest -m "not slow" "${args[@]}" || rc=$?
+    return $rc
+  fi
+  "$PY" -m pytest "${args[@]}" || rc=$?
   if [[ -d "$BART_E2E_EXPORT" ]]; then
     setup_hf4
     log "transformers 4.x: seed card snippet on $BART_E2E_EXPORT"

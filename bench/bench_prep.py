@@ -28,7 +28,7 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RUNNER = (
     "import argparse, sys\n"
-    "from data_prep import prepare\n"
+    "from data_prep.cli import prepare\n"
     "from data_prep.errors import run_cli\n"
     "if __name__ == '__main__':\n"
     "    p = argparse.ArgumentParser(); prepare.configure(p)\n"

@@ -66,18 +66,18 @@ def trainer_rate(cfg, warmup: int) -> float:
 
 def bare_rate(cfg, warmup: int) -> float:
     """The same model, optimizer and schedule, on pre-built batches, in the plainest loop."""
-    from data_prep.collate import DenoisingCollator
-    from data_prep.noise import Denoiser, NoiseConfig
+    from data_prep.noise import Denoiser
+    from pretrain.collate import DenoisingCollator
 
     shards = load_shards(cfg.data.path)
     tok = shards.tokenizer
-    noise = NoiseConfig.from_preset(cfg.noise.preset, **cfg.noise.params)
+    noise = cfg.noise.build()
     dataset = NoisedDataset(shards.train, Denoiser.from_tokenizer(noise, tok, seed=cfg.train.seed))
     sampler = EpochBatchSampler(len(shards.train), cfg.train.batch_size, 0, 1, cfg.train.seed)
     loader = make_loader(dataset, sampler, DenoisingCollator(pad_id=tok.pad_token_id), 0, pin_memory=False)
     batches = list(itertools.islice(iter(loader), cfg.train.max_steps))
     set_seed(cfg.train.seed)
-    model = build_model(cfg.model, tok, shards.path / "tokenizer" / "vocab.txt", shards.train)
+    model = build_model(cfg.model, tok, shards.dir.vocab_file, shards.train)
     optimizer = build_optimizer(model, cfg.train, fused=False)
     scheduler = build_scheduler(optimizer, cfg.train)
     model.train()

@@ -1,6 +1,6 @@
 """``python -m data_prep`` / ``bart-data``: the data-prep command line.
 
-Each subcommand lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``.
+Each subcommand lives in its own module of ``data_prep.cli`` (see ``COMMANDS`` there).
 """
 
 from __future__ import annotations
@@ -9,15 +9,8 @@ import argparse
 import importlib
 import sys
 
+from data_prep.cli import COMMANDS
 from data_prep.errors import UserError, run_cli
-
-COMMANDS = {
-    "vocab": ("data_prep.vocab", "build a BERT-style WordPiece vocab from a corpus"),
-    "prepare": ("data_prep.prepare", "tokenize and pack a corpus into training shards"),
-    "noise": ("data_prep.preview", "print noised examples from prepared shards"),
-    "inspect": ("data_prep.inspect", "summarize prepared shards (manifest, lengths, fill ratio)"),
-    "merge": ("data_prep.merge", "join the parts made by `prepare --part I/N`"),
-}
 
 
 class _Parser(argparse.ArgumentParser):

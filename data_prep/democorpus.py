@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
-import os
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from data_prep.atomic import atomic_file
 from data_prep.errors import UserError, run_cli
 
 _TAGGED_WORD = re.compile(r"\[?([^\s/]+)/[A-Za-z]+\]?[a-z]*")
@@ -43,8 +43,7 @@ def paragraphs(path: Path) -> Iterator[str]:
 def write_corpus(output: Path, max_chars: int) -> tuple[int, int]:
     """Write at most ``max_chars`` characters in CLUE layout; return (documents, characters)."""
     docs = chars = 0
-    tmp = output.with_name(output.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with atomic_file(output) as tmp, tmp.open("w", encoding="utf-8") as out:
         for para in paragraphs(_source()):
             if chars + len(para) > max_chars:
                 break
@@ -52,7 +51,6 @@ def write_corpus(output: Path, max_chars: int) -> tuple[int, int]:
             out.write("\n".join(sentences) + "\n\n")
             docs += 1
             chars += len(para)
-    os.replace(tmp, output)
     return docs, chars
 
 

@@ -1,16 +1,11 @@
-"""Counts kept while preparing, and ``DIR/manifest.json`` (written last, atomically)."""
+"""What ``DIR/manifest.json`` says: the counts kept while preparing, and how they are printed."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from data_prep.errors import UserError
-
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 HEADER_KEYS = (
     "tokenizer",
@@ -86,16 +81,6 @@ class UnitStats:
         )
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def fill_stats(counts: SplitCounts, seq_length: int) -> dict[str, float]:
     """Real ids / (examples x seq_length), and the mean example length."""
     if not counts.examples:
@@ -124,11 +109,58 @@ def build_manifest(
     }
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{directory} holds no {MANIFEST}: is it a directory made by `data_prep prepare`?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+def total(stats: list[UnitStats]) -> UnitStats:
+    """The units' stats summed (the status of the sum is "ok")."""
+    out = UnitStats()
+    for s in stats:
+        out.chars += s.chars
+        out.train.add(s.train)
+        out.valid.add(s.valid)
+        out.repairs.add(s.repairs)
+    return out
+
+
+def repairs_line(repairs: dict[str, int]) -> str:
+    """``"repairs/skips: invalid_utf8_chars=3, empty_files=1"`` (non-zero counts only), or ``... none``."""
+    done = {k: v for k, v in repairs.items() if v}
+    return "repairs/skips: " + (", ".join(f"{k}={v:,}" for k, v in done.items()) if done else "none")
+
+
+def print_summary(
+    manifest: dict[str, Any],
+    out: Path,
+    fresh: UnitStats | None = None,
+    seconds: float = 0.0,
+    workers: int = 1,
+) -> None:
+    """The end-of-job table: per split documents, sentences, tokens, examples, fill; then this run's rate."""
+    rows = [("split", "documents", "sentences", "tokens", "examples", "fill", "mean len")]
+    for split in ("train", "valid"):
+        c, f = manifest["counts"][split], manifest["fill"][split]
+        rows.append(
+            (
+                split,
+                f"{c['documents']:,}",
+                f"{c['sentences']:,}",
+                f"{c['tokens']:,}",
+                f"{c['examples']:,}",
+                f"{f['fill_ratio']:.1%}",
+                f"{f['mean_length']:.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = zip(r, widths, strict=True)
+        print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(cells)))
+    inp = manifest["input"]
+    print(f"input: {inp['files']:,} files, {inp['bytes']:,} bytes, {inp['chars']:,} chars")
+    if fresh is not None and fresh.chars:
+        tokens = fresh.train.tokens + fresh.valid.tokens
+        rate = 1 / max(seconds, 1e-9) / 1e6
+        print(
+            f"this run: {fresh.chars:,} chars in {seconds:.1f}s = {fresh.chars * rate:.2f}M chars/s, "
+            f"{tokens * rate:.2f}M tokens/s with {workers} worker(s)"
+        )
+    if any(manifest["repairs"].values()):
+        print(repairs_line(manifest["repairs"]))
+    print(f"output: {out}")

@@ -240,7 +240,7 @@ def jsonl_to_clue(block: str, text_field: str, repairs: Repairs) -> str:
             continue
         try:
             text = json.loads(line)[text_field]
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
             repairs.bad_jsonl_lines += 1
             continue
         if not isinstance(text, str):

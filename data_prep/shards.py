@@ -1,25 +1,183 @@
-"""Arrow output: one file per unit and split, joined into ``datasets.save_to_disk`` layout without copying.
+"""The shard directory: its layout owner ``ShardDir`` (nobody else spells a path in it) and its Arrow files.
 
-``DIR/train`` holds the units' Arrow files (stream format, the layout ``save_to_disk`` writes) and a
-``state.json`` listing them in unit order, so ``datasets.load_from_disk`` memory-maps them as one dataset.
+    DIR/manifest.json      tokenizer, vocab sha256, seq_length, counts, sources (written last)
+    DIR/tokenizer/         vocab.txt + tokenizer files: BertTokenizer.from_pretrained(DIR/tokenizer)
+    DIR/train, DIR/valid   the units' Arrow files (stream format, as ``save_to_disk`` writes them) and a
+                           ``state.json`` listing them in unit order: ``datasets.load_from_disk`` maps them
+    DIR/.prep/             only while ``prepare`` runs: plan.json, config.pickle, units/NAME.json markers
+
 Every file is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from data_prep.manifest import write_json_atomic
+from data_prep.atomic import atomic_file, fsync_file, temp_file, write_json
+from data_prep.errors import UserError
 
+SPLITS = ("train", "valid")
 COLUMNS = ("input_ids", "sentence_ends", "doc_ends")
 BATCH_ROWS = 1024
 EMPTY_FILE = "empty.arrow"
+PREPARE = "`python -m data_prep prepare`"
+
+
+@dataclass(frozen=True)
+class ShardDir:
+    """A directory written by ``data_prep prepare`` (or being written): every path in it, and its loaders."""
+
+    root: Path
+    columns: ClassVar[tuple[str, ...]] = COLUMNS
+
+    @classmethod
+    def open(cls, path: str | Path) -> ShardDir:
+        """A finished shard directory, or a one-line UserError saying what is wrong with ``path``."""
+        root = Path(path)
+        if not root.is_dir():
+            raise UserError(f"{root} does not exist or is not a directory")
+        shards = cls(root)
+        if not shards.manifest_file.is_file():
+            raise UserError(f"{root} holds no manifest.json: is it a directory made by {PREPARE}?")
+        return shards
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def vocab_file(self) -> Path:
+        return self.tokenizer_dir / "vocab.txt"
+
+    @property
+    def work_dir(self) -> Path:
+        """Exists only while ``prepare`` runs (or was interrupted)."""
+        return self.root / ".prep"
+
+    @property
+    def plan_file(self) -> Path:
+        """Identifies the job, so that ``--resume`` refuses other inputs or options."""
+        return self.work_dir / "plan.json"
+
+    @property
+    def worker_config_file(self) -> Path:
+        """Where the worker processes read the job's configuration from."""
+        return self.work_dir / "config.pickle"
+
+    def split_dir(self, split: str) -> Path:
+        return self.root / split
+
+    def unit_file(self, split: str, unit: str) -> Path:
+        return self.split_dir(split) / f"{unit}.arrow"
+
+    def marker(self, unit: str) -> Path:
+        """Exists once unit ``unit`` is done (its Arrow files are in place)."""
+        return self.work_dir / "units" / f"{unit}.json"
+
+    def create(self) -> None:
+        """The directories ``prepare`` writes into."""
+        for sub in (self.work_dir / "units", *(self.split_dir(s) for s in SPLITS)):
+            sub.mkdir(parents=True, exist_ok=True)
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(
+                f"{self.root} holds no manifest.json: is it a directory made by {PREPARE}?"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {self.manifest_file}: {exc}") from None
+
+    def seq_length(self) -> int:
+        """The examples' maximum length in ids, as the manifest records it."""
+        return int(self.read_manifest()["seq_length"])
+
+    def vocab_sha256(self) -> str:
+        if not self.vocab_file.is_file():
+            raise UserError(f"{self.tokenizer_dir} holds no vocab.txt")
+        return hashlib.sha256(self.vocab_file.read_bytes()).hexdigest()
+
+    def load_tokenizer(self) -> Any:
+        """The tokenizer the shards were made with (``BertTokenizer``, as the seed card loads it)."""
+        from transformers import BertTokenizer
+
+        try:
+            return BertTokenizer.from_pretrained(str(self.tokenizer_dir))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load the tokenizer in {self.tokenizer_dir}: {exc}") from None
+
+    def load_split(self, split: str, required: bool = True) -> Any:
+        """``DIR/split`` as a memory-mapped ``datasets.Dataset`` (None if absent and not ``required``)."""
+        import datasets
+
+        path = self.split_dir(split)
+        if not path.is_dir():
+            if required:
+                raise UserError(f"{path} does not exist: is {self.root} a directory made by {PREPARE}?")
+            return None
+        try:
+            rows = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(f"cannot load {path}: {exc}") from None
+        missing = set(COLUMNS) - set(rows.column_names)
+        if missing:
+            raise UserError(f"{path} lacks the columns {sorted(missing)}: re-run {PREPARE}")
+        return rows
+
+    def split_files(self, split: str) -> list[str]:
+        """The Arrow files of a finished split, in order (without the placeholder of an empty split)."""
+        state_file = self.split_dir(split) / "state.json"
+        names = [
+            entry["filename"] for entry in json.loads(state_file.read_text(encoding="utf-8"))["_data_files"]
+        ]
+        for name in names:  # a data file never names a path outside its own directory
+            if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+                raise UserError(f"{state_file} names a file outside its directory: {name!r}")
+        return [name for name in names if name != EMPTY_FILE]
+
+    def finish_split(self, split: str, files: list[str], layout: Layout) -> None:
+        """Write ``state.json`` and ``dataset_info.json`` so that the split loads as one dataset."""
+        split_dir = self.split_dir(split)
+        for tmp in split_dir.glob(".*.tmp"):  # left by a killed writer
+            tmp.unlink(missing_ok=True)
+        if not files:
+            write_empty(split_dir / EMPTY_FILE, layout)
+            files = [EMPTY_FILE]
+        fingerprint = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+        for name in files:
+            size = (split_dir / name).stat().st_size
+            fingerprint = hashlib.sha256(f"{fingerprint}{size}".encode()).hexdigest()[:16]
+        info = {"citation": "", "description": "", "features": layout.features, "homepage": "", "license": ""}
+        write_json(split_dir / "dataset_info.json", info)
+        write_json(
+            split_dir / "state.json",
+            {
+                "_data_files": [{"filename": name} for name in files],
+                "_fingerprint": fingerprint,
+                "_format_columns": None,
+                "_format_kwargs": {},
+                "_format_type": None,
+                "_output_all_columns": False,
+                "_split": None,
+            },
+        )
+
+    def remove_work_dir(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -55,7 +213,7 @@ class UnitWriter:
 
     def __init__(self, path: Path, layout: Layout) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_file(path)
         self.layout = layout
         self.rows = 0
         self._writer: pa.RecordBatchStreamWriter | None = None
@@ -87,7 +245,7 @@ class UnitWriter:
             return None
         self._writer.close()
         self._sink.close()
-        _fsync(self.tmp)
+        fsync_file(self.tmp)
         os.replace(self.tmp, self.path)
         return self.path.name
 
@@ -105,55 +263,6 @@ def _list_array(rows: list[np.ndarray]) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(rows)))
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_empty(path: Path, layout: Layout) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, layout.schema):
+    with atomic_file(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, layout.schema):
         pass
-    os.replace(tmp, path)
-
-
-def finish_split(split_dir: Path, files: list[str], layout: Layout) -> None:
-    """Write ``state.json`` and ``dataset_info.json`` so that ``split_dir`` loads as one dataset."""
-    if not files:
-        write_empty(split_dir / EMPTY_FILE, layout)
-        files = [EMPTY_FILE]
-    fingerprint = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-    for name in files:
-        fingerprint = hashlib.sha256(
-            f"{fingerprint}{(split_dir / name).stat().st_size}".encode()
-        ).hexdigest()[:16]
-    write_json_atomic(
-        split_dir / "dataset_info.json",
-        {
-            "citation": "",
-            "description": "",
-            "features": layout.features,
-            "homepage": "",
-            "license": "",
-        },
-    )
-    write_json_atomic(
-        split_dir / "state.json",
-        {
-            "_data_files": [{"filename": name} for name in files],
-            "_fingerprint": fingerprint,
-            "_format_columns": None,
-            "_format_kwargs": {},
-            "_format_type": None,
-            "_output_all_columns": False,
-            "_split": None,
-        },
-    )
-
-
-def remove_temporaries(directory: Path) -> None:
-    for tmp in directory.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)

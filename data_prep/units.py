@@ -1,30 +1,27 @@
 """One unit of work: read -> tokenize -> split into documents and sentences -> pack -> Arrow files.
 
 A unit's output depends on the unit alone, so any number of worker processes, any order and any
-restart give the same bytes. A unit is done when its marker ``.prep/units/NAME.json`` exists; the
-marker is written (atomically) after its Arrow files were renamed into place.
+restart give the same bytes. A unit is done when its marker (``ShardDir.marker``) exists; the marker
+is written (atomically) after its Arrow files were renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from data_prep.manifest import SplitCounts, UnitStats, write_json_atomic
+from data_prep.atomic import write_json
+from data_prep.manifest import SplitCounts, UnitStats
 from data_prep.pack import Packer
 from data_prep.read import Unit, UnreadableInput, file_status, jsonl_to_clue, read_blocks
-from data_prep.shards import Layout, UnitWriter
-from data_prep.tokenize import FastTokenizer
+from data_prep.shards import SPLITS, Layout, ShardDir, UnitWriter
+from data_prep.tokenizer import FastTokenizer
 
-WORK_DIR = ".prep"
 TERMINAL = "。！？；!?"
 CLOSERS = "”’」』）)》】\"'"
 _CUT_WINDOW = 4096
@@ -46,10 +43,6 @@ class UnitConfig:
     backend_json: str
     table: np.ndarray
     layout: Layout
-
-
-def marker_path(out: Path, unit: Unit) -> Path:
-    return out / WORK_DIR / "units" / f"{unit.name}.json"
 
 
 def _char_table(chars: str) -> np.ndarray:
@@ -88,7 +81,7 @@ class UnitProcessor:
         ok = np.flatnonzero(self.cuttable[self.tok.codepoints(text[lo:limit])])
         return lo + int(ok[-1]) + 1 if len(ok) else limit
 
-    def run(self, unit: Unit, out: Path, progress: Progress | None = None) -> UnitStats:
+    def run(self, unit: Unit, shards: ShardDir, progress: Progress | None = None) -> UnitStats:
         """Process one unit, then write its marker. ``progress(bytes, chars, tokens)`` is called per block;
         the bytes it reports add up to ``unit.size``."""
         stats = UnitStats()
@@ -101,9 +94,7 @@ class UnitProcessor:
                 progress(nbytes, chars, tokens)
 
         if status == "ok":
-            writers = {
-                s: UnitWriter(out / s / f"{unit.name}.arrow", self.cfg.layout) for s in ("train", "valid")
-            }
+            writers = {s: UnitWriter(shards.unit_file(s, unit.name), self.cfg.layout) for s in SPLITS}
             try:
                 self._pack_unit(unit, stats, writers, report)
                 files = {s: w.close() for s, w in writers.items()}
@@ -127,9 +118,7 @@ class UnitProcessor:
             }.get(status)
             if field:
                 setattr(stats.repairs, field, 1)
-        write_json_atomic(
-            marker_path(out, unit), {"unit": unit.name, "files": files, "stats": stats.to_dict()}
-        )
+        write_json(shards.marker(unit.name), {"unit": unit.name, "files": files, "stats": stats.to_dict()})
         report(max(unit.size - reported[0], 0), 0, 0)
         return stats
 
@@ -147,7 +136,7 @@ class UnitProcessor:
                 stats.repairs,
                 cfg.split_room,
             )
-            for s in ("train", "valid")
+            for s in SPLITS
         }
         state = _DocState(unit, cfg.valid_ratio)
         for block, nbytes in read_blocks(unit, stats.repairs, self.cut_line):
@@ -248,47 +237,3 @@ class _DocState:
             counts.documents += 1
         else:
             stats.repairs.empty_documents += 1
-
-
-def config_path(out: Path) -> Path:
-    return out / WORK_DIR / "config.pickle"
-
-
-def save_config(cfg: UnitConfig, out: Path) -> None:
-    """Where the pool's workers read the configuration from (they start before it exists)."""
-    path = config_path(out)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
-    os.replace(tmp, path)
-
-
-_WORKER: tuple[str, UnitProcessor] | None = None  # (output directory, its processor)
-_COUNTERS: Any = None
-
-
-def init_worker(counters: Any) -> None:
-    """Pool initializer: one tokenizer thread per worker process (the processes are the parallelism);
-    ``counters`` is a shared array (bytes, chars, tokens) the main process shows progress from."""
-    global _COUNTERS
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _COUNTERS = counters
-
-
-def warm_up() -> None:
-    """A task that does nothing: submitting it starts a worker process (and its imports)."""
-
-
-def _add_progress(nbytes: int, chars: int, tokens: int) -> None:
-    with _COUNTERS.get_lock():
-        _COUNTERS[0] += nbytes
-        _COUNTERS[1] += chars
-        _COUNTERS[2] += tokens
-
-
-def run_unit(job: tuple[Unit, str]) -> tuple[Unit, UnitStats]:
-    """Pool task: one unit of the job in ``out`` (its configuration is loaded once per worker)."""
-    global _WORKER
-    unit, out = job
-    if _WORKER is None or _WORKER[0] != out:
-        _WORKER = out, UnitProcessor(pickle.loads(config_path(Path(out)).read_bytes()))
-    return unit, _WORKER[1].run(unit, Path(out), _add_progress)

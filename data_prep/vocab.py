@@ -1,4 +1,4 @@
-"""``vocab``: train a BERT-style WordPiece vocab on a corpus with the ``tokenizers`` library.
+"""Train a BERT-style WordPiece vocab on a corpus with the ``tokenizers`` library, deterministically.
 
 Same normalization as BERT-Chinese (clean text, a space around every CJK character, lowercase, accents
 stripped) and the special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]`` at ids 0-4. The output directory
@@ -7,10 +7,8 @@ loads with ``BertTokenizer.from_pretrained`` under transformers 4.x (vocab.txt) 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import shutil
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -23,16 +21,8 @@ from tqdm import tqdm
 
 from data_prep.errors import UserError
 from data_prep.manifest import Repairs
-from data_prep.read import (
-    FORMATS,
-    Unit,
-    UnreadableInput,
-    expand_inputs,
-    file_status,
-    jsonl_to_clue,
-    read_blocks,
-)
-from data_prep.tokenize import SPECIAL_TOKENS, load_tokenizer
+from data_prep.read import Unit, UnreadableInput, file_status, jsonl_to_clue, read_blocks
+from data_prep.tokenizer import SPECIAL_TOKENS
 
 PREFIX = "##"
 _CODE_POINTS = 0x110000
@@ -42,30 +32,6 @@ _WORD_RUN = re.compile(
     "[^\t\n\r \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
     "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df]+"
 )
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="files, directories (recursive) and globs; .gz/.bz2/.xz are read transparently",
-    )
-    parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="directory to write")
-    parser.add_argument(
-        "--vocab-size", type=int, default=21128, help="target vocab size (BERT-Chinese: 21128)"
-    )
-    parser.add_argument("--min-frequency", type=int, default=2, help="ignore pieces seen fewer times")
-    parser.add_argument(
-        "--limit-alphabet",
-        type=int,
-        default=None,
-        help="keep at most this many distinct characters (default: half the vocab size)",
-    )
-    parser.add_argument("--format", choices=FORMATS, default="clue", help="input layout (as for prepare)")
-    parser.add_argument("--text-field", default="text", help="the JSON field holding the text (jsonl)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def corpus_blocks(
@@ -155,29 +121,42 @@ def _words(text: str, tokenizer: BertWordPieceTokenizer) -> list[str]:
     return [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized)]
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.vocab_size <= len(SPECIAL_TOKENS):
-        raise UserError(f"--vocab-size must be more than {len(SPECIAL_TOKENS)}")
-    files = expand_inputs(args.input)
-    out: Path = args.output
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"output {out} exists and is not an empty directory")
+@dataclass
+class TrainedVocab:
+    """The vocab's tokens in id order, and what went into it."""
+
+    tokens: list[str]
+    chars: list[str]  # the alphabet
+    continuing: list[str]  # ##characters
+    repairs: Repairs
+    stray: list[str]  # ## pieces the alphabet scan did not foresee (their ids may vary run to run)
+
+
+def train_vocab(
+    files: list[Path],
+    fmt: str,
+    text_field: str,
+    vocab_size: int,
+    min_frequency: int,
+    limit_alphabet: int | None,
+    quiet: bool,
+) -> TrainedVocab:
+    """Two passes over the corpus: the alphabet scan, then the WordPiece trainer handed its result."""
     tokenizer = BertWordPieceTokenizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
     )
     repairs = Repairs()
-    blocks = corpus_blocks(files, args.format, args.text_field, repairs, args.quiet, "vocab 1/2", True)
-    alphabet = scan_alphabet(blocks, tokenizer)
+    alphabet = scan_alphabet(
+        corpus_blocks(files, fmt, text_field, repairs, quiet, "vocab 1/2", True), tokenizer
+    )
     if not alphabet.counts:
-        raise UserError(f"no text found in {' '.join(args.input)}")
-    chars = alphabet.chosen(args.limit_alphabet or args.vocab_size // 2)
+        raise UserError(f"no text found in the {len(files):,} input files")
+    chars = alphabet.chosen(limit_alphabet or vocab_size // 2)
     continuing = sorted(PREFIX + char for char in alphabet.continuing.intersection(chars))
     tokenizer.train_from_iterator(
-        corpus_lines(
-            corpus_blocks(files, args.format, args.text_field, Repairs(), args.quiet, "vocab 2/2", False)
-        ),
-        vocab_size=args.vocab_size,
-        min_frequency=args.min_frequency,
+        corpus_lines(corpus_blocks(files, fmt, text_field, Repairs(), quiet, "vocab 2/2", False)),
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
         limit_alphabet=len(chars),
         initial_alphabet=chars,
         special_tokens=[*SPECIAL_TOKENS, *continuing],  # numbered up front, in this order
@@ -185,36 +164,7 @@ def run(args: argparse.Namespace) -> int:
     )
     tokens = _ordered(tokenizer.get_vocab(), set(chars), set(continuing))
     stray = [t for t in tokens if t.startswith(PREFIX) and len(t) == len(PREFIX) + 1 and t not in continuing]
-    if stray:
-        print(
-            f"warning: {len(stray)} unforeseen pieces such as {stray[0]}: ids may vary run to run",
-            file=sys.stderr,
-        )
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        (tmp / "vocab.txt").write_text("".join(f"{token}\n" for token in tokens), encoding="utf-8")
-        _write_config(tmp)
-        # Round trip: what transformers loads is what we trained (not a 5-token fallback vocab).
-        loaded = load_tokenizer(str(tmp), tmp / "unused")
-        if len(loaded.hf) != len(tokens):
-            raise UserError(f"the written vocab loads with {len(loaded.hf)} tokens, not {len(tokens)}")
-        loaded.save(tmp)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(
-        f"vocab: {len(tokens):,} tokens ({len(chars):,} characters, {len(continuing):,} ##characters, "
-        f"{len(tokens) - len(SPECIAL_TOKENS) - len(chars) - len(continuing):,} longer pieces) "
-        f"from {len(files):,} files -> {out}"
-    )
-    changed = {k: v for k, v in vars(repairs).items() if v}
-    if changed:
-        print("repairs: " + ", ".join(f"{k}={v:,}" for k, v in changed.items()))
-    return 0
+    return TrainedVocab(tokens, chars, continuing, repairs, stray)
 
 
 def _ordered(vocab: dict[str, int], chars: set[str], continuing: set[str]) -> list[str]:
@@ -228,7 +178,7 @@ def _ordered(vocab: dict[str, int], chars: set[str], continuing: set[str]) -> li
     return sorted(vocab, key=lambda token: (group(token), vocab[token]))
 
 
-def _write_config(directory: Path) -> None:
+def write_config(directory: Path) -> None:
     """tokenizer_config.json and special_tokens_map.json for BertTokenizer (4.x and 5.x)."""
     names = dict(
         zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), SPECIAL_TOKENS, strict=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from data_prep.coerce import coerce
 from data_prep.errors import UserError
+from data_prep.noise import NoiseConfig
 
 DEFAULT_PROMPTS = [
     "作为电子[MASK]的平台，京东绝对是领先者。如今的刘强[MASK]已经是身价过[MASK]的老板。",
@@ -64,6 +65,10 @@ class NoiseSection:
 
     preset: str = "uer"  # base noise: uer (UER-py bart-chinese) | bart (fairseq bart.large)
     params: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> NoiseConfig:
+        """The noise these settings describe (already typed and validated when the config was loaded)."""
+        return dataclasses.replace(NoiseConfig.from_preset(self.preset), **self.params)
 
 
 @dataclass
@@ -130,10 +135,8 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 
 
 def noise_fields() -> dict[str, Any]:
-    """Field name -> type of ``data_prep.noise.NoiseConfig`` (the keys ``noise.*`` accepts)."""
-    from data_prep.noise import NoiseConfig
-
-    return typing.get_type_hints(NoiseConfig)
+    """Field name -> type of the ``NoiseConfig`` fields that ``noise.*`` overrides (all but the preset)."""
+    return {k: v for k, v in typing.get_type_hints(NoiseConfig).items() if k != "preset"}
 
 
 def known_keys() -> list[str]:
@@ -155,52 +158,6 @@ def _unknown(key: str) -> UserError:
     close = difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see --help for the known keys"
     return UserError(f"unknown config key '{key}'{hint}")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML/CLI value to the field's declared type, or raise UserError."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            return None
-        tp = next(a for a in typing.get_args(tp) if a is not type(None))
-    try:
-        if typing.get_origin(tp) is list:
-            value = _parse_scalar(value) if isinstance(value, str) else value
-            items = value if isinstance(value, list) else [value]
-            return [_coerce(v, typing.get_args(tp)[0], key) for v in items]
-        if tp is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.lower() in ("true", "yes", "1")
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if tp is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if tp is str:
-            if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes as a bool
-                return "yes" if value else "no"
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-        if isinstance(value, str):
-            return _parse_scalar(value)
-    except (TypeError, ValueError):
-        name = getattr(tp, "__name__", str(tp))
-        raise UserError(f"config key '{key}' expects {name}, got {value!r}") from None
-    return value
-
-
-def _parse_scalar(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 def parse_overrides(argv: list[str]) -> dict[str, Any]:
@@ -265,7 +222,8 @@ def build_config(tree: dict[str, Any], overrides: dict[str, Any] | None = None) 
         for name, value in values.items():
             if name not in hints:
                 raise _unknown(f"{section}.{name}")
-            setattr(getattr(cfg, section), name, _coerce(value, hints[name], f"{section}.{name}"))
+            value = coerce(value, hints[name], f"config key '{section}.{name}'")
+            setattr(getattr(cfg, section), name, value)
     _check_positive(cfg)
     return cfg
 
@@ -288,14 +246,14 @@ def _check_positive(cfg: Config) -> None:
 
 
 def _build_noise(values: dict[str, Any]) -> NoiseSection:
+    """Typed and validated once, by ``NoiseConfig`` itself: a bad value fails when the config is loaded."""
     preset = str(values.pop("preset", "uer"))
-    fields = noise_fields() if values else {}
-    params = {}
-    for name, value in values.items():
+    fields = noise_fields()
+    for name in values:
         if name not in fields:
             raise _unknown(f"noise.{name}")
-        params[name] = _coerce(value, fields[name], f"noise.{name}")
-    return NoiseSection(preset=preset, params=params)
+    noise = NoiseConfig.from_preset(preset, **values)
+    return NoiseSection(preset=preset, params={name: getattr(noise, name) for name in values})
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:

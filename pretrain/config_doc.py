@@ -1,6 +1,6 @@
 """``python -m pretrain.config_doc``: print the Markdown reference of every training config key.
 
-The tables are generated from the dataclasses in ``pretrain.config`` and ``data_prep.noise``: types as
+The tables are generated from the dataclasses in ``pretrain.config`` and ``data_prep.noise.config``: types as
 annotated, defaults as the dataclasses hold them, descriptions from the fields' inline ``#`` comments.
 ``--write FILE`` puts the reference between the ``<!-- CONFIG:BEGIN -->`` and ``<!-- CONFIG:END -->``
 lines of FILE; ``--check FILE`` exits 1 when that block differs from what ``--write`` would put there.
@@ -25,7 +25,7 @@ from pretrain.config import Config, NoiseSection
 
 BEGIN, END = "<!-- CONFIG:BEGIN -->", "<!-- CONFIG:END -->"
 
-# Descriptions of the NoiseConfig fields that have no inline comment in data_prep/noise.py.
+# Descriptions of the NoiseConfig fields that have no inline comment in data_prep/noise/config.py.
 NOISE_DESCRIPTIONS = {
     "mask_ratio": "share of the maskable units (tokens, or words with whole_word) put inside chosen spans",
     "geometric_p": "p of the geometric span lengths (span_distribution geometric): p(1-p)^(k-1), k >= 1",
@@ -38,7 +38,7 @@ NOISE_DESCRIPTIONS = {
 }
 
 INTRO = [
-    "<!-- Generated from pretrain/config.py and data_prep/noise.py by "
+    "<!-- Generated from pretrain/config.py and data_prep/noise/config.py by "
     "`python -m pretrain.config_doc --write README.md`: edit those files, not this block. -->",
     "",
     "A run has five config sections: `model`, `data`, `noise`, `train` and `eval`. The defaults below are "
@@ -51,8 +51,9 @@ INTRO = [
 
 NOISE_INTRO = (
     "`noise.preset` picks the base values (one default column per preset of `PRESETS` in "
-    "`data_prep/noise.py`); every other `noise.*` key overrides one of them. The module docstring of "
-    "`data_prep/noise.py` gives the exact semantics; `python -m data_prep noise DIR` prints noised examples."
+    "`data_prep/noise/config.py`); every other `noise.*` key overrides one of them. The docstring of "
+    "`data_prep/noise/__init__.py` gives the exact semantics (`data_prep/noise/reference.py` spells them "
+    "out as code); `python -m data_prep noise DIR` prints noised examples."
 )
 
 

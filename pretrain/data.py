@@ -1,4 +1,4 @@
-"""Training data: the prepared shards, a noising dataset, and a resumable per-rank batch sampler.
+"""Training data: the opened shards, a noising dataset, and a resumable per-rank batch sampler.
 
 The sampler yields keys ``(epoch, row)``; the dataset noises row ``row`` as a pure function of
 ``(seed, epoch, row)`` inside the DataLoader workers, so the batches depend only on the position in
@@ -8,87 +8,65 @@ that epoch's permutation the whole job (all ranks) has consumed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
-from transformers import BertTokenizer
 
 from data_prep.errors import UserError
 from data_prep.noise import Denoiser
+from data_prep.shards import SPLITS, ShardDir
 
 Key = tuple[int, int]  # (epoch, row index)
 
 
 @dataclass
 class Shards:
-    """A directory written by ``python -m data_prep prepare``."""
+    """A shard directory opened for training: its layout, manifest, tokenizer and splits."""
 
-    path: Path
+    dir: ShardDir
     manifest: dict[str, Any]
     tokenizer: Any
-    vocab_sha256: str  # of DIR/tokenizer/vocab.txt, checked against the manifest's
+    vocab_sha256: str  # of the tokenizer's vocab.txt, checked against the manifest's
     train: datasets.Dataset
     valid: datasets.Dataset | None
 
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    @property
+    def seq_length(self) -> int:
+        return self.dir.seq_length()
 
 
 def load_shards(path: str | None) -> Shards:
-    """Open DIR/manifest.json, DIR/tokenizer, DIR/train and DIR/valid (memory-mapped); clear errors."""
+    """Open a shard directory: manifest, tokenizer, train and valid (memory-mapped); clear errors."""
     if not path:
         raise UserError(
             "data.path is not set: pass --data.path DIR (a directory made by `data_prep prepare`)"
         )
-    root = Path(path)
-    if not root.is_dir():
-        raise UserError(f"data.path {root} does not exist or is not a directory")
-    manifest_file = root / "manifest.json"
-    if not manifest_file.is_file():
-        raise UserError(f"{root} holds no manifest.json: prepare it with `python -m data_prep prepare`")
     try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {manifest_file}: {exc}") from None
-    if not (root / "tokenizer" / "vocab.txt").is_file():
-        raise UserError(f"{root / 'tokenizer'} holds no vocab.txt")
-    vocab_sha256 = file_sha256(root / "tokenizer" / "vocab.txt")
+        shards = ShardDir.open(path)
+    except UserError as exc:
+        raise UserError(f"data.path: {exc}") from None
+    manifest = shards.read_manifest()
+    vocab_sha256 = shards.vocab_sha256()
     if manifest.get("vocab_sha256", vocab_sha256) != vocab_sha256:
         raise UserError(
-            f"{root / 'tokenizer' / 'vocab.txt'} is not the vocab the shards were made with "
+            f"{shards.vocab_file} is not the vocab the shards were made with "
             "(its sha256 differs from manifest.json's vocab_sha256)"
         )
-    tokenizer = BertTokenizer.from_pretrained(str(root / "tokenizer"))
-    train = _load_split(root / "train", required=True)
-    valid = _load_split(root / "valid", required=False)
+    tokenizer = shards.load_tokenizer()
+    train, valid = (_numpy_rows(shards.load_split(s, required=s == "train")) for s in SPLITS)
     if train is None or len(train) == 0:
-        raise UserError(f"{root / 'train'} holds no examples")
+        raise UserError(f"{shards.split_dir('train')} holds no examples")
     return Shards(
-        root, manifest, tokenizer, vocab_sha256, train, valid if valid is not None and len(valid) else None
+        shards, manifest, tokenizer, vocab_sha256, train, valid if valid is not None and len(valid) else None
     )
 
 
-def _load_split(path: Path, required: bool) -> datasets.Dataset | None:
-    if not path.is_dir():
-        if required:
-            raise UserError(f"{path} does not exist: is data.path a directory made by `data_prep prepare`?")
-        return None
-    try:
-        split = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"cannot load {path}: {exc}") from None
-    missing = {"input_ids", "sentence_ends", "doc_ends"} - set(split.column_names)
-    if missing:
-        raise UserError(f"{path} lacks the columns {sorted(missing)}: re-run `data_prep prepare`")
-    return split.select_columns(["input_ids", "sentence_ends", "doc_ends"]).with_format("numpy")
+def _numpy_rows(split: datasets.Dataset | None) -> datasets.Dataset | None:
+    return None if split is None else split.select_columns(list(ShardDir.columns)).with_format("numpy")
 
 
 class NoisedDataset(torch.utils.data.Dataset):

@@ -16,6 +16,7 @@ from pathlib import Path
 from data_prep.__main__ import main as data_main
 from data_prep.democorpus import write_corpus
 from data_prep.errors import UserError, run_cli
+from pretrain.rundir import RunDir
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> Path:
         overrides += ["--train.save_every", str(every)]
     check(train_main(["--config", str(CONFIG), *overrides]), "training")
 
-    final = run_dir / "hf" / "final"
+    final = RunDir(run_dir).final_export
     stage(5, "the export, loaded with BertTokenizer + BartForConditionalGeneration as on the seed's card")
     check(fill_in_main([str(final)]), "fill-in")
     print()

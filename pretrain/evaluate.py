@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from pretrain.config import EvalConfig
 
@@ -73,6 +74,45 @@ def rank_slice(examples: list[EvalExample], rank: int, world: int) -> list[EvalE
     per_rank = math.ceil(len(examples) / world)
     filler = EvalExample(-1, examples[0].src, examples[0].tgt, examples[0].corrupted, weight=0)
     return share + [filler] * (per_rank - len(share))
+
+
+def can_sample(accelerator: Accelerator) -> bool:
+    """Fill-in samples need the whole model on one rank: not under FSDP or ZeRO-3, which shard the weights."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return False
+    deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+    return not (deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3)
+
+
+@dataclass
+class Evaluation:
+    """The fixed evaluation set, this rank's share of it and its unigram baseline."""
+
+    examples: list[EvalExample]
+    share: list[EvalExample]
+    baseline: float
+    samples: bool  # log fill-in samples (main process, when the whole model is on it)
+
+    @classmethod
+    def build(
+        cls, valid: datasets.Dataset | None, denoiser: Callable, cfg: EvalConfig, accelerator: Accelerator
+    ) -> Evaluation:
+        examples = build_eval_set(valid, denoiser, cfg.num_examples) if valid is not None else []
+        share = rank_slice(examples, accelerator.process_index, accelerator.num_processes) if examples else []
+        samples = accelerator.is_main_process and can_sample(accelerator)
+        return cls(examples, share, unigram_accuracy(examples), samples)
+
+    def run(
+        self, model: Any, accelerator: Accelerator, collate: Callable, tokenizer: Any, cfg: EvalConfig
+    ) -> dict[str, Any]:
+        """The metrics of ``evaluate`` (all ranks), the baseline, and the fill-in samples where drawn."""
+        metrics: dict[str, Any] = evaluate(model, self.share, collate, cfg.batch_size, accelerator)
+        metrics["eval/unigram_accuracy"] = self.baseline
+        if self.samples:
+            metrics["samples/fill_in"] = samples_markdown(
+                accelerator.unwrap_model(model), tokenizer, cfg, self.examples
+            )
+        return metrics
 
 
 @torch.no_grad()

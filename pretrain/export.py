@@ -12,26 +12,33 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+from accelerate import Accelerator
 from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from pretrain.checkpoint import replace_dir
+from data_prep.atomic import atomic_dir
+
+
+def export(accelerator: Accelerator, model: torch.nn.Module, tokenizer_dir: Path, target: Path) -> None:
+    """Gather the full weights (a collective under FSDP / ZeRO-3) and write the export on the main process."""
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        export_model(accelerator.unwrap_model(model), state_dict, tokenizer_dir, target)
+    accelerator.wait_for_everyone()
 
 
 def export_model(
     model: PreTrainedModel, state_dict: dict[str, Any] | None, tokenizer_dir: Path, out: Path
 ) -> Path:
     """Write the export into a temporary directory beside ``out``, then move it into place."""
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     hf_logging.disable_progress_bar()
-    model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
-    _make_config_portable(tmp / "config.json")
-    for file in tokenizer_dir.iterdir():
-        if file.is_file():
-            shutil.copy2(file, tmp / file.name)
-    replace_dir(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+        _make_config_portable(tmp / "config.json")
+        for file in tokenizer_dir.iterdir():
+            if file.is_file():
+                shutil.copy2(file, tmp / file.name)
     return out
 
 

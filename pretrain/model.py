@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from transformers import BartConfig, BartForConditionalGeneration, GenerationCon
 
 from data_prep.errors import UserError
 from pretrain.config import ModelConfig
-from pretrain.data import file_sha256
 
 NOT_BART_FIELDS = {"attn_implementation", "init_from", "gradient_checkpointing", "init_logits_bias"}
 LOGITS_BIAS_INITS = ("zeros", "unigram")
@@ -85,7 +85,7 @@ def _load_pretrained(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> Bart
     src = Path(cfg.init_from)
     if not (src / "config.json").is_file():
         raise UserError(f"model.init_from {src} is not a Hugging Face model directory (no config.json)")
-    if (src / "vocab.txt").is_file() and file_sha256(src / "vocab.txt") != file_sha256(vocab_file):
+    if (src / "vocab.txt").is_file() and _sha256(src / "vocab.txt") != _sha256(vocab_file):
         raise UserError(
             f"model.init_from {src} has a different vocab.txt than the data's tokenizer "
             f"({vocab_file}): prepare the data with that model's tokenizer"
@@ -99,3 +99,7 @@ def _load_pretrained(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> Bart
             f"tokenizer has {len(tokenizer)} tokens"
         )
     return model
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

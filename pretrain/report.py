@@ -17,8 +17,7 @@ from typing import Any
 import yaml
 
 from data_prep.errors import UserError, run_cli
-
-CONFIG_FILE = "config.yaml"
+from pretrain.rundir import RunDir
 
 
 def manifest_markdown(manifest: dict[str, Any], max_items: int = 10) -> str:
@@ -39,7 +38,7 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[float, int, float]]]:
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logdir = run_dir / "tensorboard"
+    logdir = RunDir(run_dir).tensorboard_dir
     if not logdir.is_dir() or not any(p.name.startswith("events.out.tfevents") for p in logdir.iterdir()):
         raise UserError(
             f"{run_dir} holds no TensorBoard event files (expected {logdir}/events.out.tfevents.*)"
@@ -68,7 +67,7 @@ def steps_per_second(points: list[tuple[float, int, float]], window: int = 10) -
 
 def summarize(run_dir: Path) -> str:
     scalars = read_scalars(run_dir)
-    config_file = run_dir / CONFIG_FILE
+    config_file = RunDir(run_dir).config_file
     max_steps = None
     if config_file.is_file():
         max_steps = (

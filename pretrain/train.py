@@ -1,43 +1,70 @@
 """The training loop: BART denoising pre-training through accelerate, read top to bottom.
 
-setup (accelerator, data, noise, model, optimizer, schedule, resume) -> loop over optimizer steps
-(grad_accum micro-batches each; skip NaN/inf steps) -> log / evaluate / checkpoint + export -> final export.
+``train(cfg)`` = ``validate`` (the config alone) -> ``build`` (accelerator, data, noise, model, optimizer,
+schedule, resume: all in memory, nothing written) -> ``begin`` (the run directory and TensorBoard are
+written only now, once every check has passed) -> ``loop`` (one optimizer step over grad_accum
+micro-batches, then the ``maybe_*`` hooks: log, evaluate, checkpoint + export) -> the final export.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DistributedType, ProjectConfiguration, parse_flag_from_env, set_seed
+from accelerate.utils import ProjectConfiguration, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 
-from data_prep.collate import DenoisingCollator
 from data_prep.errors import UserError
-from data_prep.noise import Denoiser, NoiseConfig
-from pretrain.checkpoint import (
-    TrainState,
-    check_output_dir,
-    complete_checkpoints,
-    load_checkpoint,
-    prune,
-    resume_candidates,
-    run_identity,
-    save_checkpoint,
-    write_run_file,
-)
+from data_prep.noise import Denoiser
+from pretrain.checkpoint import TrainState, load_checkpoint, resume_candidates, save_checkpoint
+from pretrain.collate import DenoisingCollator
 from pretrain.config import Config, TrainConfig
-from pretrain.data import EpochBatchSampler, NoisedDataset, load_shards, make_loader
-from pretrain.evaluate import build_eval_set, evaluate, rank_slice, samples_markdown, unigram_accuracy
-from pretrain.export import export_model
+from pretrain.data import EpochBatchSampler, NoisedDataset, Shards, load_shards, make_loader
+from pretrain.evaluate import Evaluation
+from pretrain.export import export
 from pretrain.metrics import Throughput, flops_per_token, peak_flops
 from pretrain.model import build_model
 from pretrain.optim import build_optimizer, build_scheduler
-from pretrain.report import CONFIG_FILE, manifest_markdown
+from pretrain.report import manifest_markdown
+from pretrain.rundir import RunDir, run_identity
+
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
+
+
+def train(cfg: Config) -> Path:
+    """Run (or resume) the pre-training described by ``cfg``; returns the final export directory."""
+    validate(cfg)
+    trainer = build(cfg)
+    begin(trainer)
+    return loop(trainer)
+
+
+# -- validate: the checks that need nothing but the config ------------------------------------------------
+
+
+def validate(cfg: Config) -> None:
+    """The checks that need only the config (the rest run in ``build``, still before anything is written)."""
+    mixed_precision(cfg.train)
+    if not cfg.data.path:
+        raise UserError(
+            "data.path is not set: pass --data.path DIR (a directory made by `data_prep prepare`)"
+        )
+    attention = cfg.model.attn_implementation
+    if attention not in ATTENTION:
+        raise UserError(f"model.attn_implementation must be one of {', '.join(ATTENTION)}, not '{attention}'")
+    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise UserError("model.attn_implementation flash_attention_2 needs the flash-attn package")
+    out = Path(cfg.train.output_dir)
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise UserError(f"train.output_dir {out} lies inside a file")
 
 
 def mixed_precision(cfg: TrainConfig) -> str:
@@ -51,15 +78,6 @@ def mixed_precision(cfg: TrainConfig) -> str:
     if cfg.mixed_precision == "fp16" and not cuda:
         raise UserError("train.mixed_precision fp16 needs a GPU")
     return cfg.mixed_precision
-
-
-def use_tf32(on: bool) -> None:
-    """TF32 for fp32 CUDA matmuls (Ampere and newer); CPU matmuls stay exact fp32."""
-    matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
-        matmul.fp32_precision = "tf32" if on else "ieee"
-    else:
-        matmul.allow_tf32 = on
 
 
 def grad_accum_steps(cfg: TrainConfig, num_processes: int) -> int:
@@ -81,49 +99,74 @@ def grad_accum_steps(cfg: TrainConfig, num_processes: int) -> int:
     return derived
 
 
-def train(cfg: Config) -> Path:
-    """Run (or resume) the pre-training described by ``cfg``; returns the final export directory."""
+def use_tf32(on: bool) -> None:
+    """TF32 for fp32 CUDA matmuls (Ampere and newer); CPU matmuls stay exact fp32."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
+        matmul.fp32_precision = "tf32" if on else "ieee"
+    else:
+        matmul.allow_tf32 = on
+
+
+# -- build: every component, in memory --------------------------------------------------------------------
+
+
+@dataclass
+class Trainer:
+    """What ``build`` made and the loop works with."""
+
+    cfg: Config
+    accelerator: Accelerator
+    rundir: RunDir
+    identity: dict[str, Any]
+    shards: Shards
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    state: TrainState
+    resumed: Path | None
+    sampler: EpochBatchSampler
+    loader: torch.utils.data.DataLoader
+    collate: DenoisingCollator
+    evaluation: Evaluation
+    meter: Throughput
+    grad_accum: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.grad_accum * self.accelerator.num_processes
+
+
+def build(cfg: Config) -> Trainer:
     tc = cfg.train
-    out = Path(tc.output_dir)
+    rundir = RunDir(Path(tc.output_dir))
     # The process group first (as accelerate would make it), to derive grad_accum for the Accelerator.
-    processes = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
-    grad_accum = grad_accum_steps(tc, processes)
+    grad_accum = grad_accum_steps(
+        tc, PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
+    )
     accelerator = Accelerator(
         mixed_precision=mixed_precision(tc),
         gradient_accumulation_steps=grad_accum,
         log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out)),
+        project_config=ProjectConfiguration(project_dir=str(rundir.root), logging_dir=str(rundir.root)),
         step_scheduler_with_optimizer=False,
     )
-    main = accelerator.is_main_process
     use_tf32(tc.tf32)
 
-    # Data, noise and the run directory.
     shards = load_shards(cfg.data.path)
-    tok, vocab_file = shards.tokenizer, shards.path / "tokenizer" / "vocab.txt"
     identity = run_identity(cfg, shards.vocab_sha256)
-    check_output_dir(cfg, out, identity)
-    accelerator.wait_for_everyone()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_run_file(out, identity)
-        (out / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
-    try:
-        noise_cfg = NoiseConfig.from_preset(cfg.noise.preset, **cfg.noise.params)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"bad noise settings (preset '{cfg.noise.preset}'): {exc}") from None
-    seq_len = int(shards.manifest.get("seq_length", 512))
-    if seq_len > cfg.model.max_position_embeddings:
+    rundir.check(identity, resume=bool(tc.resume))
+    if shards.seq_length > cfg.model.max_position_embeddings:
         raise UserError(
-            f"the data's seq_length {seq_len} exceeds model.max_position_embeddings "
+            f"the data's seq_length {shards.seq_length} exceeds model.max_position_embeddings "
             f"{cfg.model.max_position_embeddings}"
         )
-    collate = DenoisingCollator(pad_id=tok.pad_token_id)
-    dataset = NoisedDataset(shards.train, Denoiser.from_tokenizer(noise_cfg, tok, seed=tc.seed))
+    tok, noise = shards.tokenizer, cfg.noise.build()
+    dataset = NoisedDataset(shards.train, Denoiser.from_tokenizer(noise, tok, seed=tc.seed))
 
     # Model, optimizer and the LR schedule (stepped by us once per optimizer step, never prepared).
     set_seed(tc.seed)
-    model = build_model(cfg.model, tok, vocab_file, shards.train)
+    model = build_model(cfg.model, tok, shards.dir.vocab_file, shards.train)
     optimizer = build_optimizer(model, tc, fused=torch.cuda.is_available())
     scheduler = build_scheduler(optimizer, tc)
     if tc.compile:
@@ -132,150 +175,183 @@ def train(cfg: Config) -> Path:
     set_seed(tc.seed, device_specific=True)  # same initial weights everywhere, different dropout per rank
     state = TrainState()
     accelerator.register_for_checkpointing(scheduler, state)
-    resumed = load_checkpoint(accelerator, resume_candidates(cfg, out), state)
+    resumed = load_checkpoint(accelerator, resume_candidates(cfg, rundir), state)
 
+    rank, world = accelerator.process_index, accelerator.num_processes
     sampler = EpochBatchSampler(
-        len(shards.train),
-        tc.batch_size,
-        accelerator.process_index,
-        accelerator.num_processes,
-        tc.seed,
-        state.epoch,
-        state.offset,
+        len(shards.train), tc.batch_size, rank, world, tc.seed, state.epoch, state.offset
     )
+    collate = DenoisingCollator(pad_id=tok.pad_token_id)
     loader = make_loader(
         dataset, sampler, collate, cfg.data.num_workers, pin_memory=torch.cuda.is_available()
     )
-    eval_set = []
-    if shards.valid is not None:
-        eval_denoiser = Denoiser.from_tokenizer(noise_cfg, tok, seed=cfg.eval.noise_seed)
-        eval_set = build_eval_set(shards.valid, eval_denoiser, cfg.eval.num_examples)
-    eval_share = (
-        rank_slice(eval_set, accelerator.process_index, accelerator.num_processes) if eval_set else []
-    )
-    baseline = unigram_accuracy(eval_set)
-    can_sample = accelerator.distributed_type != DistributedType.FSDP and not (
-        accelerator.distributed_type == DistributedType.DEEPSPEED
-        and accelerator.state.deepspeed_plugin.zero_stage == 3
+    eval_noise = Denoiser.from_tokenizer(noise, tok, seed=cfg.eval.noise_seed)
+    evaluation = Evaluation.build(shards.valid, eval_noise, cfg.eval, accelerator)
+    config = accelerator.unwrap_model(model).config
+    meter = Throughput(flops_per_token(config, shards.seq_length), peak_flops(accelerator.device))
+    return Trainer(
+        cfg, accelerator, rundir, identity, shards, model, optimizer, scheduler, state, resumed, sampler,
+        loader, collate, evaluation, meter, grad_accum,
+    )  # fmt: skip
+
+
+def begin(t: Trainer) -> None:
+    """Write the run directory (all checks have passed) and start TensorBoard."""
+    acc = t.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        config_yaml = yaml.safe_dump(t.cfg.to_dict(), allow_unicode=True, sort_keys=False)
+        if t.rundir.start(t.identity, config_yaml):
+            acc.print(
+                f"{t.rundir.root} held no checkpoint yet: starting afresh (the earlier logs are removed)"
+            )
+    acc.wait_for_everyone()
+    acc.init_trackers(t.rundir.tensorboard_dir.name, config=t.cfg.flat())
+    run_logs = {"run/manifest": manifest_markdown(t.shards.manifest), "run/global_batch": t.global_batch}
+    acc.log(run_logs, step=t.state.step)
+    precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
+    acc.print(
+        f"global batch {t.global_batch} = {t.cfg.train.batch_size} per device x grad_accum {t.grad_accum} x "
+        f"{acc.num_processes} processes; {len(t.shards.train):,} training examples; "
+        f"{precision} on {acc.device}"
+        + (f"; resumed from {t.resumed} at step {t.state.step}" if t.resumed else "")
     )
 
-    meter = Throughput(
-        flops_per_token(accelerator.unwrap_model(model).config, seq_len), peak_flops(accelerator.device)
-    )
-    global_batch = tc.batch_size * grad_accum * accelerator.num_processes
-    accelerator.init_trackers("tensorboard", config=cfg.flat())
-    accelerator.log(
-        {"run/manifest": manifest_markdown(shards.manifest), "run/global_batch": global_batch},
-        step=state.step,
-    )
-    precision_name = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
-    accelerator.print(
-        f"global batch {global_batch} = {tc.batch_size} per device x grad_accum {grad_accum} x "
-        f"{accelerator.num_processes} processes; {len(shards.train):,} training examples; "
-        f"{precision_name} on {accelerator.device}"
-        + (f"; resumed from {resumed} at step {state.step}" if resumed else "")
-    )
 
-    # The loop: one iteration = one optimizer step over grad_accum micro-batches.
-    batches = iter(loader)
-    bar = tqdm(total=tc.max_steps, initial=state.step, disable=not main, desc="train", unit="step")
-    interval_loss, interval_steps = 0.0, 0
-    model.train()
-    while state.step < tc.max_steps:
-        step_loss = torch.zeros((), device=accelerator.device)
-        for _ in range(grad_accum):
-            batch = next(batches)
-            meter.add(batch)
-            state.epoch, state.offset = sampler.advance(state.epoch, state.offset)
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-            step_loss += loss.detach()
+# -- the loop ---------------------------------------------------------------------------------------------
 
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm or math.inf)
-        step_loss = accelerator.reduce(step_loss / grad_accum, reduction="mean").item()
-        grad_norm = float(grad_norm) if grad_norm is not None else 0.0
-        finite = math.isfinite(step_loss) and (
-            math.isfinite(grad_norm) or accelerator.mixed_precision == "fp16"
-        )
-        if finite:
-            optimizer.step()
-            state.bad_streak = 0
-        else:
-            state.bad_steps += 1
-            state.bad_streak += 1
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step += 1
+
+def loop(t: Trainer) -> Path:
+    """Optimizer steps until ``max_steps``; a NaN/inf step is skipped (and counted) instead of applied."""
+    tc, acc = t.cfg.train, t.accelerator
+    batches = iter(t.loader)
+    bar = tqdm(
+        total=tc.max_steps, initial=t.state.step, disable=not acc.is_main_process, desc="train", unit="step"
+    )
+    window = LossWindow()
+    t.model.train()
+    while t.state.step < tc.max_steps:
+        loss, grad_norm = train_step(t, batches)
         bar.update(1)
-
-        if not finite:
-            if state.bad_streak >= tc.max_bad_steps:
-                done = complete_checkpoints(out)
-                accelerator.end_training()
-                raise UserError(
-                    f"loss or gradient was NaN/inf for {state.bad_streak} steps in a row (up to step "
-                    f"{state.step}); stopped. Last good checkpoint: "
-                    f"{done[-1][1] if done else 'none'} (lower train.lr or check the data)"
-                )
+        if loss is None:
+            stop_if_diverged(t)
             continue
-        interval_loss += step_loss
-        interval_steps += 1
-
-        if state.step % tc.log_every == 0 or state.step == tc.max_steps:
-            totals = accelerator.reduce(meter.local().to(accelerator.device), reduction="sum").cpu()
-            logs = {
-                "train/loss": interval_loss / interval_steps,
-                "train/lr": scheduler.get_last_lr()[0],
-                "train/grad_norm": grad_norm,
-                "train/epoch": state.epoch + state.offset / len(shards.train),
-                "train/skipped_steps": state.bad_steps,
-                **meter.report(totals, accelerator.num_processes),
-            }
-            if torch.cuda.is_available():
-                logs["train/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-            accelerator.log(logs, step=state.step)
-            bar.set_postfix(
-                loss=f"{logs['train/loss']:.4f}",
-                lr=f"{logs['train/lr']:.2e}",
-                tok_s=f"{logs['train/tokens_per_sec']:,.0f}",
-                refresh=False,
-            )
-            interval_loss, interval_steps = 0.0, 0
-
-        if eval_share and (state.step % tc.eval_every == 0 or state.step == tc.max_steps):
-            with meter.paused():
-                metrics = evaluate(model, eval_share, collate, cfg.eval.batch_size, accelerator)
-                metrics["eval/unigram_accuracy"] = baseline
-                if main and can_sample:
-                    unwrapped = accelerator.unwrap_model(model)
-                    metrics["samples/fill_in"] = samples_markdown(unwrapped, tok, cfg.eval, eval_set)
-                accelerator.log(metrics, step=state.step)
-            bar.write(
-                f"step {state.step}: eval loss {metrics['eval/loss']:.4f}, "
-                f"accuracy on corrupted tokens {metrics['eval/accuracy']:.3f} "
-                f"(unigram baseline {baseline:.3f})"
-            )
-
-        if state.step % tc.save_every == 0 or state.step == tc.max_steps:
-            with meter.paused():
-                save_checkpoint(accelerator, out, state, tc.keep_checkpoints)
-                export(accelerator, model, shards.path / "tokenizer", out / "hf" / f"step-{state.step}")
-                if main:
-                    prune(out / "hf", tc.keep_exports)
-
+        window.add(loss)
+        maybe_log(t, window, grad_norm, bar)
+        maybe_evaluate(t, bar)
+        maybe_save(t)
     bar.close()
-    final = out / "hf" / "final"
-    export(accelerator, model, shards.path / "tokenizer", final)
-    accelerator.end_training()
-    accelerator.print(f"done: {state.step} steps, {state.bad_steps} skipped; export in {final}")
-    return final
+    export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.final_export)
+    acc.end_training()
+    acc.print(f"done: {t.state.step} steps, {t.state.bad_steps} skipped; export in {t.rundir.final_export}")
+    return t.rundir.final_export
 
 
-def export(accelerator: Accelerator, model: torch.nn.Module, tokenizer_dir: Path, target: Path) -> None:
-    """Gather the full weights (a collective under FSDP / ZeRO-3) and write the export on the main process."""
-    state_dict = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), state_dict, tokenizer_dir, target)
-    accelerator.wait_for_everyone()
+def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]]) -> tuple[float | None, float]:
+    """One optimizer step over ``grad_accum`` micro-batches: (mean loss over ranks, or None when the loss
+    or gradient was not finite and the update was skipped; the gradient norm)."""
+    acc, state = t.accelerator, t.state
+    step_loss = torch.zeros((), device=acc.device)
+    for _ in range(t.grad_accum):
+        batch = next(batches)
+        t.meter.add(batch)
+        state.epoch, state.offset = t.sampler.advance(state.epoch, state.offset)
+        batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+        with acc.accumulate(t.model):
+            loss = t.model(**batch).loss
+            acc.backward(loss)
+        step_loss += loss.detach()
+    grad_norm = acc.clip_grad_norm_(t.model.parameters(), t.cfg.train.max_grad_norm or math.inf)
+    mean_loss = acc.reduce(step_loss / t.grad_accum, reduction="mean").item()
+    norm = float(grad_norm) if grad_norm is not None else 0.0
+    finite = math.isfinite(mean_loss) and (math.isfinite(norm) or acc.mixed_precision == "fp16")
+    if finite:
+        t.optimizer.step()
+        state.bad_streak = 0
+    else:
+        state.bad_steps += 1
+        state.bad_streak += 1
+    t.scheduler.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    return (mean_loss if finite else None), norm
+
+
+def stop_if_diverged(t: Trainer) -> None:
+    if t.state.bad_streak >= t.cfg.train.max_bad_steps:
+        done = t.rundir.complete_checkpoints()
+        t.accelerator.end_training()
+        raise UserError(
+            f"loss or gradient was NaN/inf for {t.state.bad_streak} steps in a row (up to step "
+            f"{t.state.step}); stopped. Last good checkpoint: "
+            f"{done[-1][1] if done else 'none'} (lower train.lr or check the data)"
+        )
+
+
+@dataclass
+class LossWindow:
+    """The training losses since the last log."""
+
+    total: float = 0.0
+    steps: int = 0
+
+    def add(self, loss: float) -> None:
+        self.total, self.steps = self.total + loss, self.steps + 1
+
+    def take(self) -> float:
+        mean = self.total / self.steps
+        self.total, self.steps = 0.0, 0
+        return mean
+
+
+def due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm) -> None:
+    tc, acc, state = t.cfg.train, t.accelerator, t.state
+    if not due(state.step, tc.log_every, tc.max_steps):
+        return
+    totals = acc.reduce(t.meter.local().to(acc.device), reduction="sum").cpu()
+    logs = {
+        "train/loss": window.take(),
+        "train/lr": t.scheduler.get_last_lr()[0],
+        "train/grad_norm": grad_norm,
+        "train/epoch": state.epoch + state.offset / len(t.shards.train),
+        "train/skipped_steps": state.bad_steps,
+        **t.meter.report(totals, acc.num_processes),
+    }
+    if torch.cuda.is_available():
+        logs["train/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    acc.log(logs, step=state.step)
+    bar.set_postfix(
+        loss=f"{logs['train/loss']:.4f}",
+        lr=f"{logs['train/lr']:.2e}",
+        tok_s=f"{logs['train/tokens_per_sec']:,.0f}",
+        refresh=False,
+    )
+
+
+def maybe_evaluate(t: Trainer, bar: tqdm) -> None:
+    tc, ev = t.cfg.train, t.evaluation
+    if not ev.share or not due(t.state.step, tc.eval_every, tc.max_steps):
+        return
+    with t.meter.paused():
+        metrics = ev.run(t.model, t.accelerator, t.collate, t.shards.tokenizer, t.cfg.eval)
+        t.accelerator.log(metrics, step=t.state.step)
+    bar.write(
+        f"step {t.state.step}: eval loss {metrics['eval/loss']:.4f}, "
+        f"accuracy on corrupted tokens {metrics['eval/accuracy']:.3f} (unigram baseline {ev.baseline:.3f})"
+    )
+
+
+def maybe_save(t: Trainer) -> None:
+    """A checkpoint and an ``hf/step-N`` export every ``save_every`` steps and at the last step."""
+    tc, acc = t.cfg.train, t.accelerator
+    if not due(t.state.step, tc.save_every, tc.max_steps):
+        return
+    with t.meter.paused():
+        save_checkpoint(acc, t.rundir, t.state, tc.keep_checkpoints)
+        export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(t.state.step))
+        if acc.is_main_process:
+            t.rundir.prune(t.rundir.exports_dir, tc.keep_exports)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers.models.bart.modeling_bart import shift_tokens_right
 
-from data_prep.collate import IGNORE_INDEX, DenoisingCollator
 from data_prep.noise import Denoiser, NoiseConfig, SpecialIds
+from pretrain.collate import IGNORE_INDEX, DenoisingCollator
 
 PAD, CLS, SEP, MSK = 0, 101, 102, 103
 KEYS = ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "labels"]

@@ -31,6 +31,7 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
     return out, proc.stdout
 
 
+@pytest.mark.slow
 def test_every_stage_ran_and_says_what_it_produced(demo):
     out, stdout = demo
     for n in range(1, 6):
@@ -42,6 +43,7 @@ def test_every_stage_ran_and_says_what_it_produced(demo):
     assert "eval accuracy:" in stdout and "unigram baseline" in stdout
 
 
+@pytest.mark.slow
 def test_the_model_learned_beyond_a_unigram_guess(demo):
     out, _ = demo
     scalars = read_scalars(out / "run")
@@ -52,6 +54,7 @@ def test_the_model_learned_beyond_a_unigram_guess(demo):
     assert loss[-1] < loss[0] - 0.5  # from the unigram level (the output bias starts there)
 
 
+@pytest.mark.slow
 def test_the_export_answers_the_seed_card_snippet(demo):
     out, _ = demo
     final = out / "run" / "hf" / "final"

@@ -9,22 +9,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_training
 from safetensors.torch import load_file
-from trainer_fixtures import run_training, write_shards
 from transformers import BartForConditionalGeneration, BertTokenizer
 
 from data_prep.errors import UserError
 from pretrain.fill_in import main as fill_in_main
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or prepares in several processes
+
 PROMPT = "中国的首都是[MASK]京"  # the seed model card's example
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("export")
-    data = write_shards(root)
-    run_training(data, root / "run", **{"train.max_steps": 4, "train.save_every": 2})
-    return data, root / "run"
+def run(shards, tmp_path_factory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("export") / "run"
+    run_training(shards, out, **{"train.max_steps": 4, "train.save_every": 2})
+    return shards, out
 
 
 def test_export_files_and_special_ids_come_from_the_tokenizer(run):

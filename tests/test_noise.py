@@ -352,7 +352,7 @@ def test_random_tokens_are_uniform_over_non_special_ids(rows):
 
 
 def test_random_tokens_come_from_the_tokenizer_vocab(tmp_path):
-    from prep_fixtures import small_vocab_dir
+    from helpers import small_vocab_dir
 
     tok = BertTokenizer.from_pretrained(str(small_vocab_dir(tmp_path)))
     cfg = NoiseConfig.from_preset("uer", mask_ratio=1.0, random_ratio=1.0, keep_ratio=0.0)

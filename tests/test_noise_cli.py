@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prep_fixtures import cli, clue_corpus, read_split, small_vocab_dir
+from helpers import cli, clue_corpus, read_split, small_vocab_dir
 from transformers import BertTokenizer
 
 from data_prep.noise import Denoiser, NoiseConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import gzip
 import json
 import os
@@ -12,37 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from prep_fixtures import HANZI, cli, read_split, small_vocab_dir, stream_of
-from transformers import BertTokenizer
+from helpers import HANZI, cli, prepare, read_split, stream_of
 
 import data_prep.read
 import data_prep.shards
 
-
-@pytest.fixture(scope="module")
-def vocab(tmp_path_factory):
-    return small_vocab_dir(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def hf(vocab):
-    return BertTokenizer.from_pretrained(str(vocab))
-
-
-def prepare(vocab, inputs, out, *extra: str) -> int:
-    return cli(
-        "prepare",
-        "--input",
-        *map(str, inputs),
-        "--tokenizer",
-        str(vocab),
-        "--output",
-        str(out),
-        "--quiet",
-        "--valid-ratio",
-        "0",
-        *extra,
-    )
+prepare = functools.partial(prepare, defaults=("--valid-ratio", "0"))
 
 
 def test_bad_files_are_repaired_or_skipped_and_counted(tmp_path, vocab, hf, capsys):
@@ -115,6 +91,15 @@ def test_bad_jsonl_lines_are_counted(tmp_path, vocab):
     m = json.loads((out / "manifest.json").read_text())
     assert m["repairs"]["bad_jsonl_lines"] == 4 and m["repairs"]["invalid_utf8_chars"] == 1
     assert m["counts"]["train"]["documents"] == 2
+
+
+def test_a_deeply_nested_jsonl_line_is_a_counted_bad_line(tmp_path, vocab):
+    deep = '{"text": "a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (tmp_path / "a.jsonl").write_text(f'{deep}\n{{"text": "中国人。"}}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert prepare(vocab, [tmp_path / "a.jsonl"], out, "--format", "jsonl") == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["repairs"]["bad_jsonl_lines"] == 1 and m["counts"]["train"]["documents"] == 1
 
 
 @pytest.mark.parametrize(
@@ -197,7 +182,7 @@ def test_disk_full_is_a_one_line_error_and_leaves_no_valid_looking_output(
 
 def test_console_entry_point_exit_status(tmp_path):
     """The real `python -m data_prep` entry point: exit status 2 and one line on stderr."""
-    pytest.importorskip("data_prep.preview", reason="the noise subcommand is not there yet")
+    pytest.importorskip("data_prep.cli.noise", reason="the noise subcommand is not there yet")
     proc = subprocess.run(
         [
             sys.executable,

@@ -10,36 +10,12 @@ import lzma
 
 import datasets
 import pytest
-from prep_fixtures import cli, clue_corpus, read_split, small_vocab_dir, stream_of
+from helpers import cli, clue_corpus, prepare, read_split, stream_of
 from transformers import BertTokenizer
-
-
-@pytest.fixture(scope="module")
-def vocab(tmp_path_factory):
-    return small_vocab_dir(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def hf(vocab):
-    return BertTokenizer.from_pretrained(str(vocab))
 
 
 def doc_ids(hf, lines: list[str]) -> list[int]:
     return [i for line in lines for i in hf(line, add_special_tokens=False)["input_ids"]]
-
-
-def prepare(vocab, inputs, out, *extra: str) -> int:
-    return cli(
-        "prepare",
-        "--input",
-        *map(str, inputs),
-        "--tokenizer",
-        str(vocab),
-        "--output",
-        str(out),
-        "--quiet",
-        *extra,
-    )
 
 
 def test_layout_manifest_and_exact_ids(tmp_path, vocab, hf):

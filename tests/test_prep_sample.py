@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from prep_fixtures import REAL_VOCAB, SAMPLE, cli, needs_shared, read_split, stream_of
+from helpers import REAL_VOCAB, SAMPLE, cli, needs_shared, read_split, stream_of
 from transformers import BertTokenizer
 
 pytestmark = needs_shared

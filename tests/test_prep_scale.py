@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -11,14 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from prep_fixtures import cli, clue_corpus, read_split, small_vocab_dir, stream_of, tree_bytes
+from helpers import cli, clue_corpus, prepare, read_split, stream_of, tree_bytes
 
-FIXTURES = Path(__file__).with_name("prep_fixtures.py")
+pytestmark = pytest.mark.slow  # end-to-end: trains, or prepares in several processes
 
-
-@pytest.fixture(scope="module")
-def vocab(tmp_path_factory):
-    return small_vocab_dir(tmp_path_factory.mktemp("vocab"))
+FIXTURES = Path(__file__).with_name("helpers.py")
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +32,7 @@ def corpus(tmp_path_factory):
     return root
 
 
-def prepare(vocab, inputs, out, *extra: str) -> int:
-    return cli(
-        "prepare",
-        "--input",
-        *map(str, inputs),
-        "--tokenizer",
-        str(vocab),
-        "--output",
-        str(out),
-        "--quiet",
-        "--seq-length",
-        "96",
-        "--valid-ratio",
-        "0.1",
-        *extra,
-    )
+prepare = functools.partial(prepare, defaults=("--seq-length", "96", "--valid-ratio", "0.1"))
 
 
 def test_workers_give_identical_bytes_and_units_do_not_change_documents(tmp_path, vocab, corpus):

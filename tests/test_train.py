@@ -11,26 +11,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_training, scalars, train_until_interrupted
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from trainer_fixtures import run_training, scalars, write_shards
 
 from data_prep.errors import UserError
-from pretrain.data import EpochBatchSampler
+from pretrain.__main__ import main
 from pretrain.report import summarize
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_shards(tmp_path_factory.mktemp("shards"))
+pytestmark = pytest.mark.slow  # end-to-end: trains, or prepares in several processes
 
 
 @pytest.fixture(scope="module")
-def learned_run(data, tmp_path_factory) -> Path:
+def learned_run(shards, tmp_path_factory) -> Path:
     """60 steps of a tiny model with an eval and a checkpoint every 15 steps."""
     out = tmp_path_factory.mktemp("learn") / "run"
     run_training(
-        data,
+        shards,
         out,
         **{
             "train.max_steps": 60,
@@ -106,36 +103,24 @@ def test_checkpoints_exports_and_report(learned_run):
     assert "tokens/s" in report and "finished" in report
 
 
-def test_exact_resume_after_a_crash(data, tmp_path, monkeypatch):
+def test_exact_resume_after_a_crash(shards, tmp_path):
     """Killed during step 6 (last checkpoint: step 4) and resumed == never interrupted, bit for bit."""
     settings = {"train.max_steps": 8, "train.save_every": 4, "data.num_workers": 1}  # dropout on
-    whole = run_training(data, tmp_path / "whole", **settings)
-
-    advance, calls = EpochBatchSampler.advance, []
-
-    def crash_in_step_6(self, epoch, offset):
-        calls.append(1)
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return advance(self, epoch, offset)
-
-    monkeypatch.setattr(EpochBatchSampler, "advance", crash_in_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(data, tmp_path / "resumed", **settings)
-    monkeypatch.setattr(EpochBatchSampler, "advance", advance)
+    whole = run_training(shards, tmp_path / "whole", **settings)
+    train_until_interrupted(shards, tmp_path / "resumed", 6, **settings)
     assert not (tmp_path / "resumed" / "hf" / "final").exists()
-    resumed = run_training(data, tmp_path / "resumed", **settings, **{"train.resume": "auto"})
+    resumed = run_training(shards, tmp_path / "resumed", **settings, **{"train.resume": "auto"})
 
     a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert scalars(tmp_path / "whole")["train/loss"] == scalars(tmp_path / "resumed")["train/loss"]
 
 
-def test_nan_loss_is_skipped_then_stops_with_the_last_checkpoint_intact(data, tmp_path):
+def test_nan_loss_is_skipped_then_stops_with_the_last_checkpoint_intact(shards, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserError, match=r"NaN/inf for 3 steps in a row .*Last good checkpoint: .*step-1"):
         run_training(
-            data,
+            shards,
             out,
             **{
                 "train.lr": 1e30,
@@ -150,22 +135,22 @@ def test_nan_loss_is_skipped_then_stops_with_the_last_checkpoint_intact(data, tm
     assert json.loads((out / "checkpoints" / "step-1" / "trainer_state.json").read_text())["step"] == 1
 
 
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(data, tmp_path, caplog):
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(shards, tmp_path, caplog):
     out = tmp_path / "run"
-    run_training(data, out, **{"train.max_steps": 4, "train.save_every": 2})
+    run_training(shards, out, **{"train.max_steps": 4, "train.save_every": 2})
     (out / "checkpoints" / "step-4" / "pytorch_model.bin").write_bytes(b"garbage")
     (out / "checkpoints" / ".tmp-step-6").mkdir()  # a save that crashed half-way is ignored
-    run_training(data, out, **{"train.max_steps": 6, "train.save_every": 2, "train.resume": "auto"})
+    run_training(shards, out, **{"train.max_steps": 6, "train.save_every": 2, "train.resume": "auto"})
     assert "checkpoint" in caplog.text and "damaged" in caplog.text
     assert (out / "checkpoints" / "step-6" / "trainer_state.json").is_file()
     assert [s for s, _ in scalars(out)["train/loss"]] == [1, 2, 3, 4, 5, 6]
     explicit = out / "checkpoints" / "step-6"
     (explicit / "optimizer.bin").write_bytes(b"")
     with pytest.raises(UserError, match="cannot load checkpoint"):
-        run_training(data, out, **{"train.max_steps": 8, "train.resume": str(explicit)})
+        run_training(shards, out, **{"train.max_steps": 8, "train.resume": str(explicit)})
 
 
-def test_bad_input_is_a_user_error(data, tmp_path):
+def test_bad_input_is_a_user_error(shards, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UserError, match="no manifest.json"):
@@ -173,21 +158,21 @@ def test_bad_input_is_a_user_error(data, tmp_path):
     with pytest.raises(UserError, match="data.path is not set"):
         run_training("", tmp_path / "a")
     with pytest.raises(UserError, match=r"model.vocab_size is 21128 but the data's tokenizer has \d+ tokens"):
-        run_training(data, tmp_path / "b", **{"model.vocab_size": 21128})
+        run_training(shards, tmp_path / "b", **{"model.vocab_size": 21128})
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty and holds no run"):
-        run_training(data, stranger)
+        run_training(shards, stranger)
     run = tmp_path / "run"
-    run_training(data, run, **{"train.max_steps": 2})
+    run_training(shards, run, **{"train.max_steps": 2})
     with pytest.raises(UserError, match="already holds a run: pass --train.resume auto"):
-        run_training(data, run, **{"train.max_steps": 2})
+        run_training(shards, run, **{"train.max_steps": 2})
     with pytest.raises(UserError, match=r"holds a different run \(differs in model.d_model\)"):
-        run_training(data, run, **{"train.max_steps": 2, "train.resume": "auto", "model.d_model": 48})
+        run_training(shards, run, **{"train.max_steps": 2, "train.resume": "auto", "model.d_model": 48})
 
     other_vocab = tmp_path / "other_vocab"
-    shutil.copytree(data, other_vocab)
+    shutil.copytree(shards, other_vocab)
     vocab = other_vocab / "tokenizer" / "vocab.txt"
     vocab.write_text(vocab.read_text(encoding="utf-8") + "[unused1]\n", encoding="utf-8")
     with pytest.raises(UserError, match="not the vocab the shards were made with"):
@@ -199,9 +184,48 @@ def test_bad_input_is_a_user_error(data, tmp_path):
         run_training(other_vocab, run, **{"train.max_steps": 4, "train.resume": "auto"})
 
 
-def test_empty_train_split(data, tmp_path):
+def test_a_launch_that_fails_its_checks_writes_nothing(shards, tmp_path, capsys):
+    """Every check runs before the run directory is written, so the corrected command just works."""
+    out = tmp_path / "run"
+    argv = ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")]
+    argv += ["--data.path", str(shards), "--train.output_dir", str(out), "--noise.mask_ratio", "1.5"]
+    assert main(argv) == 2
+    assert "'mask_ratio' must be between 0 and 1" in capsys.readouterr().err and not out.exists()
+    for bad in (
+        {"train.batch_size": 10_000},  # fewer examples than one batch: found while building the sampler
+        {"model.attn_implementation": "magic"},
+        {"model.max_position_embeddings": 16},  # shorter than the data's sequences
+        {"train.mixed_precision": "fp16"},  # needs a GPU
+    ):
+        with pytest.raises(UserError):
+            run_training(shards, out, **bad)
+        assert not out.exists(), bad
+    run_training(shards, out, **{"train.max_steps": 2})
+    assert (out / "hf" / "final" / "model.safetensors").is_file()
+
+
+def test_a_directory_without_a_checkpoint_is_not_a_run_yet(shards, tmp_path):
+    """Interrupted before its first checkpoint, a run directory is reused by a new command, even one
+    with other settings, with or without --train.resume auto; its earlier logs are replaced."""
+    out = tmp_path / "run"
+    train_until_interrupted(shards, out, 3, **{"train.save_every": 4})
+    assert (out / "run.json").is_file() and not (out / "checkpoints").exists()
+    run_training(shards, out, **{"train.max_steps": 4, "noise.mask_ratio": 0.3, "train.resume": "auto"})
+    assert json.loads((out / "run.json").read_text())["noise"]["mask_ratio"] == 0.3
+    assert [s for s, _ in scalars(out)["train/loss"]] == [1, 2, 3, 4]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1  # the earlier attempt's went
+    with pytest.raises(UserError, match="already holds a run"):  # now it is one
+        run_training(shards, out, **{"train.max_steps": 4, "noise.mask_ratio": 0.2})
+
+    other = tmp_path / "other"
+    train_until_interrupted(shards, other, 3, **{"train.save_every": 4})
+    run_training(shards, other, **{"train.max_steps": 2, "model.d_model": 48})  # no resume, other model
+    assert json.loads((other / "run.json").read_text())["model"]["d_model"] == 48
+
+
+def test_empty_train_split(shards, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(data, broken)
+    shutil.copytree(shards, broken)
     shutil.rmtree(broken / "train")
     with pytest.raises(UserError, match="train does not exist"):
         run_training(broken, tmp_path / "a")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_training, scalars, tiny_overrides, write_shards
 from safetensors.torch import load_file
-from trainer_fixtures import run_training, scalars, tiny_overrides, write_shards
 
 NO_DROPOUT = {"model.dropout": 0.0, "model.attention_dropout": 0.0, "model.activation_dropout": 0.0}
 SETTINGS = {

@@ -7,9 +7,9 @@ import json
 import random
 from collections import Counter
 
+from helpers import cli, clue_corpus, read_split
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prep_fixtures import cli, clue_corpus, read_split
 from tokenizers import BertWordPieceTokenizer
 from transformers import BertTokenizer
 

@@ -1,4 +1,7 @@
-"""``inspect``: what a prepared directory holds: manifest, length histogram, fill ratio, examples."""
+"""``inspect``: what a prepared directory holds: manifest, length histogram, fill ratio, examples.
+
+(Not named ``inspect.py``: that would shadow the standard library's module.)
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from data_prep.errors import UserError
-from data_prep.manifest import read_manifest
+from data_prep.manifest import repairs_line
+from data_prep.shards import SPLITS, ShardDir
 
 BAR_WIDTH = 40
 _SPACE_NEAR_CJK = re.compile(r"(?<=[^\x00-\x7f]) | (?=[^\x00-\x7f])")  # decode() spaces every token
@@ -25,14 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the manifest and histogram as JSON only")
 
 
-def load_lengths(split_dir: Path) -> tuple[np.ndarray, Any]:
+def load_lengths(shards: ShardDir, split: str) -> tuple[np.ndarray, Any]:
     """The example lengths of a split (from the Arrow list offsets, no decoding) and the dataset."""
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(split_dir))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"cannot load {split_dir}: {exc}") from None
+    ds = shards.load_split(split)
     column = ds.data.column("input_ids")
     return np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False), dtype=np.int64), ds
 
@@ -47,13 +45,13 @@ def histogram(lens: np.ndarray, seq_length: int, bins: int) -> list[dict[str, An
 
 
 def run(args: argparse.Namespace) -> int:
-    root: Path = args.dir
-    manifest = read_manifest(root)
+    shards = ShardDir.open(args.dir)
+    manifest = shards.read_manifest()
     seq = int(manifest["seq_length"])
     report: dict[str, Any] = {}
     loaded = {}
-    for split in ("train", "valid"):
-        lens, ds = load_lengths(root / split)
+    for split in SPLITS:
+        lens, ds = load_lengths(shards, split)
         loaded[split] = ds
         report[split] = {
             "examples": int(len(lens)),
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         for b in rep["histogram"]:
             bar = "#" * round(BAR_WIDTH * b["examples"] / top)
             print(f"  {b['from']:>5}-{b['to']:<5} {b['examples']:>9,} {bar}")
-    _print_examples(root, loaded["train"], args.examples)
+    _print_examples(shards, loaded["train"], args.examples)
     return 0
 
 
@@ -86,16 +84,13 @@ def _print_manifest(m: dict[str, Any]) -> None:
     print(f"input: {inp['files']:,} files, {inp['bytes']:,} bytes, {inp['chars']:,} characters")
     for split, c in m["counts"].items():
         print(f"{split}: " + ", ".join(f"{k} {v:,}" for k, v in c.items()))
-    repairs = {k: v for k, v in m["repairs"].items() if v}
-    print("repairs/skips: " + (", ".join(f"{k}={v:,}" for k, v in repairs.items()) if repairs else "none"))
+    print(repairs_line(m["repairs"]))
 
 
-def _print_examples(root: Path, ds: Any, n: int) -> None:
+def _print_examples(shards: ShardDir, ds: Any, n: int) -> None:
     if not n or not len(ds):
         return
-    from transformers import BertTokenizer
-
-    tok = BertTokenizer.from_pretrained(str(root / "tokenizer"))
+    tok = shards.load_tokenizer()
     for i in np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int).tolist():
         row = ds[i]
         text = _SPACE_NEAR_CJK.sub("", tok.decode(row["input_ids"]))

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.errors import UserError
-from data_prep.manifest import read_manifest
 from data_prep.noise import PRESETS, Denoiser, NoiseConfig
+from data_prep.shards import SPLITS, ShardDir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=7, help="noise seed (= train.seed; default 7)")
     parser.add_argument("--epoch", type=int, default=0, help="epoch whose corruption to show (default 0)")
-    parser.add_argument("--split", default="train", choices=("train", "valid"), help="default train")
+    parser.add_argument("--split", default="train", choices=SPLITS, help="default train")
     parser.add_argument("--start", type=int, default=0, help="first example index (default 0)")
     parser.add_argument("--limit", type=int, default=5, help="examples to print (default 5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line with integer lists")
@@ -49,24 +49,18 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import datasets
-    from transformers import BertTokenizer
-
     if args.limit < 0 or args.start < 0 or args.epoch < 0:
         raise UserError("--limit, --start and --epoch must be >= 0")
-    root: Path = args.dir
-    read_manifest(root)  # a clear error when DIR is not a prepared directory
+    shards = ShardDir.open(args.dir)
     cfg = NoiseConfig.from_preset(args.preset, **parse_overrides(args.set))
-    try:
-        tok = BertTokenizer.from_pretrained(str(root / "tokenizer"))
-        rows = datasets.load_from_disk(str(root / args.split))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load {root}: {exc}") from None
+    tok = shards.load_tokenizer()
+    rows = shards.load_split(args.split)
+    split_dir = shards.split_dir(args.split)
     if args.start > len(rows):
-        raise UserError(f"--start {args.start} is past the end of {root / args.split} ({len(rows)} examples)")
+        raise UserError(f"--start {args.start} is past the end of {split_dir} ({len(rows)} examples)")
     denoiser = Denoiser.from_tokenizer(cfg, tok, seed=args.seed)
     stop = min(len(rows), args.start + args.limit)
-    batch = rows.select_columns(["input_ids", "sentence_ends", "doc_ends"])[args.start : stop]
+    batch = rows.select_columns(list(shards.columns))[args.start : stop]
     for offset, (ids, sents, docs) in enumerate(
         zip(batch["input_ids"], batch["sentence_ends"], batch["doc_ends"], strict=True)
     ):
@@ -83,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
             if not changed:
                 print("(unchanged)")
     if not args.json:
-        print(f"{stop - args.start} examples from {root / args.split}, preset {cfg.preset}", file=sys.stderr)
+        print(f"{stop - args.start} examples from {split_dir}, preset {cfg.preset}", file=sys.stderr)
     return 0

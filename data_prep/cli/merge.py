@@ -8,16 +8,15 @@ manifest is rebuilt from the parts' counts -- the result equals a one-machine ru
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from data_prep.errors import UserError
-from data_prep.manifest import HEADER_KEYS, Repairs, SplitCounts, UnitStats, read_manifest
-from data_prep.prepare import SPLITS, finish, print_summary
-from data_prep.shards import EMPTY_FILE, make_layout
+from data_prep.job import finish
+from data_prep.manifest import HEADER_KEYS, Repairs, SplitCounts, UnitStats, print_summary
+from data_prep.shards import SPLITS, ShardDir, make_layout
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_parts(parts: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def _check_parts(parts: list[Path]) -> list[tuple[ShardDir, dict[str, Any]]]:
     """The parts sorted by index, after checking that they are the N parts of one plan."""
     loaded = []
     for path in parts:
-        m = read_manifest(path)
+        m = ShardDir.open(path).read_manifest()
         if not m.get("part"):
             raise UserError(f"{path} was not made with --part I/N")
         index, count = (int(x) for x in m["part"].split("/"))
@@ -47,7 +46,7 @@ def _check_parts(parts: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
         missing = sorted(set(expected) - set(indices))
         dup = sorted({i for i in indices if indices.count(i) > 1})
         raise UserError(f"parts missing: {missing}" if missing else f"parts given twice: {dup}")
-    return [(path, m) for _i, _n, path, m in loaded]
+    return [(ShardDir(path), m) for _i, _n, path, m in loaded]
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -59,9 +58,9 @@ def _place(src: Path, dst: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     parts = _check_parts(args.parts)
-    out: Path = args.output
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"output {out} exists and is not an empty directory")
+    out = ShardDir(args.output)
+    if out.root.exists() and (not out.root.is_dir() or any(out.root.iterdir())):
+        raise UserError(f"output {out.root} exists and is not an empty directory")
     first = parts[0][1]
     header = {k: first[k] for k in HEADER_KEYS} | {"part": None}
     layout = make_layout(first["vocab_size"], first["seq_length"])
@@ -70,15 +69,13 @@ def run(args: argparse.Namespace) -> int:
     sources: list[dict[str, Any]] = []
     try:
         for split in SPLITS:
-            (out / split).mkdir(parents=True, exist_ok=True)
-        shutil.copytree(parts[0][0] / "tokenizer", out / "tokenizer")
-        for path, m in parts:
+            out.split_dir(split).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(parts[0][0].tokenizer_dir, out.tokenizer_dir)
+        for part, m in parts:
             for split in SPLITS:
-                state = json.loads((path / split / "state.json").read_text(encoding="utf-8"))
-                for entry in state["_data_files"]:
-                    if entry["filename"] != EMPTY_FILE:
-                        _place(path / split / entry["filename"], out / split / entry["filename"])
-                        unit_files.append({split: entry["filename"]})
+                for name in part.split_files(split):
+                    _place(part.split_dir(split) / name, out.split_dir(split) / name)
+                    unit_files.append({split: name})
             stats.append(
                 UnitStats(
                     m["input"]["chars"],
@@ -91,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
             sources += m["sources"]
         manifest = finish(out, header, layout, unit_files, stats, sources)
     except OSError as exc:
-        raise UserError(f"cannot merge into {out}: {exc.strerror or exc}") from None
-    print_summary(manifest, UnitStats(), 0.0, 0, out)
+        raise UserError(f"cannot merge into {out.root}: {exc.strerror or exc}") from None
+    print_summary(manifest, out.root)
     return 0

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import HANZI, PUNCT, RARE_HANZI, REAL_VOCAB, SAMPLE, WORDS, needs_shared, small_vocab_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prep_fixtures import HANZI, PUNCT, RARE_HANZI, REAL_VOCAB, SAMPLE, WORDS, needs_shared, small_vocab_dir
 from transformers import BertTokenizer
 
-from data_prep.tokenize import BREAK, SLOW, FastTokenizer, build_table, load_tokenizer
+from data_prep.tokenizer import BREAK, SLOW, FastTokenizer, build_table, load_tokenizer
 
 FRAGMENTS = [
     *WORDS,
@@ -201,11 +201,11 @@ def test_vocab_file_path_and_missing_tokenizer(tmp_path):
 @given(text=TEXTS)
 def test_rust_calls_in_small_pieces_give_the_same_ids(small, text):
     """The slow runs go to Rust in pieces of RUST_CHUNK characters: tiny pieces change nothing."""
-    import data_prep.tokenize as tokenize
+    import data_prep.tokenizer as tokenizer_module
 
-    saved = tokenize.RUST_CHUNK
-    tokenize.RUST_CHUNK = 3
+    saved = tokenizer_module.RUST_CHUNK
+    tokenizer_module.RUST_CHUNK = 3
     try:
         check(*small, text + "\n" + text)
     finally:
-        tokenize.RUST_CHUNK = saved
+        tokenizer_module.RUST_CHUNK = saved

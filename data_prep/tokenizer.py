@@ -52,10 +52,6 @@ def is_bert_punctuation(cp: int) -> bool:
     return unicodedata.category(chr(cp)).startswith("P")
 
 
-def is_cjk(cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
-
-
 @functools.lru_cache(maxsize=1)
 def _candidates() -> tuple[int, ...]:
     cps = [cp for lo, hi in _CJK_RANGES for cp in range(lo, hi + 1)]
@@ -208,7 +204,6 @@ class FastTokenizer:
 class LoadedTokenizer:
     """A tokenizer opened with transformers, plus what the shards need to record about it."""
 
-    name: str
     hf: Any  # transformers BertTokenizer(Fast)
     vocab_bytes: bytes
 
@@ -310,4 +305,4 @@ def load_tokenizer(name_or_path: str, scratch: Path) -> LoadedTokenizer:
         vocab_bytes = "".join(f"{tok}\n" for tok, _ in vocab).encode("utf-8")
     if len(hf) <= len(SPECIAL_TOKENS):
         raise UserError(f"tokenizer {name_or_path!r} has only {len(hf)} tokens: is vocab.txt empty?")
-    return LoadedTokenizer(name_or_path, hf, vocab_bytes)
+    return LoadedTokenizer(hf, vocab_bytes)

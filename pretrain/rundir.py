@@ -1,0 +1,150 @@
+"""The run directory (``train.output_dir``): its layout's one owner; nobody else spells a path in it.
+
+    run.json                what makes this run this run (model, noise, seed, vocab): resume refuses another
+    config.yaml             the full config of the latest launch
+    checkpoints/step-N/     full training state (complete once trainer_state.json is in it)
+    hf/step-N/, hf/final/   Hugging Face exports
+    tensorboard/            event files
+
+A directory becomes a run when its first checkpoint is complete. Before that (a launch that failed or
+was interrupted early) it holds nothing worth keeping, and a new command may start afresh in it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_prep.atomic import write_json, write_text
+from data_prep.errors import UserError
+from pretrain.config import Config
+from pretrain.model import NOT_BART_FIELDS
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "hf"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def final_export(self) -> Path:
+        return self.exports_dir / "final"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints_dir / f"step-{step}"
+
+    def export(self, step: int) -> Path:
+        return self.exports_dir / f"step-{step}"
+
+    @staticmethod
+    def state_file(checkpoint: Path) -> Path:
+        """Written last into a checkpoint: a checkpoint without it is incomplete."""
+        return checkpoint / "trainer_state.json"
+
+    def complete_checkpoints(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of the complete checkpoints, oldest first."""
+        return [(s, p) for s, p in _step_dirs(self.checkpoints_dir) if self.state_file(p).is_file()]
+
+    def exports(self) -> list[Path]:
+        """The ``hf/step-N`` exports, oldest first, then ``hf/final`` if there is one."""
+        found = [p for _, p in _step_dirs(self.exports_dir)]
+        return found + [self.final_export] if self.final_export.is_dir() else found
+
+    def is_run(self) -> bool:
+        """True once a checkpoint (or an export) exists: from then on, only a resume may continue it."""
+        return self.run_file.is_file() and bool(self.complete_checkpoints() or self.exports())
+
+    def check(self, identity: dict[str, Any], resume: bool) -> None:
+        """Refuse a directory that holds something else, this run without resume, or another run."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"train.output_dir {self.root} exists and is not a directory")
+        if not self.run_file.is_file():
+            leftovers = sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
+            if leftovers:
+                raise UserError(
+                    f"train.output_dir {self.root} is not empty and holds no run of this trainer "
+                    f"({', '.join(leftovers[:3])}...): choose another output_dir"
+                )
+            return
+        if not self.is_run():
+            return
+        if not resume:
+            raise UserError(
+                f"train.output_dir {self.root} already holds a run: pass --train.resume auto to continue "
+                "it, or choose another output_dir"
+            )
+        saved = self._read_run_file()
+        diff = sorted(k for k in identity if k != "model" and saved.get(k) != identity[k])
+        saved_model = saved.get("model", {})
+        diff += sorted(f"model.{k}" for k, v in identity["model"].items() if saved_model.get(k) != v)
+        if diff:
+            raise UserError(
+                f"train.output_dir {self.root} holds a different run (differs in {', '.join(diff[:5])}): "
+                "choose another output_dir"
+            )
+
+    def start(self, identity: dict[str, Any], config_yaml: str) -> bool:
+        """Write run.json and config.yaml (main process, after every check passed). A directory that was
+        not a run yet is started afresh: the logs of the earlier attempt go. True when that happened."""
+        fresh_start = self.run_file.is_file() and not self.is_run()
+        if fresh_start:
+            shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+            shutil.rmtree(self.checkpoints_dir, ignore_errors=True)  # both hold only incomplete saves
+            shutil.rmtree(self.exports_dir, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_file, identity)
+        write_text(self.config_file, config_yaml)
+        return fresh_start
+
+    def prune(self, directory: Path, keep: int) -> None:
+        """Delete all but the newest ``keep`` ``step-N`` directories in ``directory`` (0: keep all)."""
+        if keep <= 0:
+            return
+        for _, path in _step_dirs(directory)[:-keep]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _read_run_file(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {self.run_file}: {exc}") from None
+
+
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the ``step-N`` directories under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def run_identity(cfg: Config, vocab_sha256: str) -> dict[str, Any]:
+    """What makes two runs the same run: model, noise, seed and the vocabulary."""
+    tree = cfg.to_dict()
+    model = {k: v for k, v in tree["model"].items() if k not in NOT_BART_FIELDS}
+    return {"model": model, "noise": tree["noise"], "seed": cfg.train.seed, "vocab_sha256": vocab_sha256}
