@@ -24,7 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bart-data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
         importlib.import_module(module).configure(cmd)
         cmd.set_defaults(_module=module)
     return parser

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -11,9 +13,19 @@ class UserError(Exception):
 
 
 def run_cli(main: Callable[[], int | None], prog: str) -> int:
-    """Run ``main``; a ``UserError`` (or Ctrl-C) becomes a one-line message on stderr, never a traceback."""
+    """Run ``main``; a ``UserError`` (or Ctrl-C) becomes a one-line message on stderr, never a traceback.
+
+    Output piped into a reader that stops early (``... | head``) ends the command quietly, with the
+    status a shell gives a process killed by SIGPIPE.
+    """
     try:
-        return main() or 0
+        try:
+            return main() or 0
+        finally:
+            sys.stdout.flush()  # a reader that went away shows here, in the handler below
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + signal.SIGPIPE
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

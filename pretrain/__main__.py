@@ -10,7 +10,7 @@ import os
 import sys
 
 from data_prep.errors import UserError, run_cli
-from pretrain.config import known_keys, load_config, parse_overrides
+from pretrain.config import load_config, parse_overrides
 
 
 def split_config_arg(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def _main() -> int:
         if any(a in ("-h", "--help") for a in argv):
-            print(__doc__.strip() + "\n\nkeys:\n  " + "\n  ".join(known_keys()))
+            from pretrain.config_doc import help_lines
+
+            keys = "keys (--KEY VALUE: type = default, then what it does; noise: the default of each preset):"
+            print(__doc__.strip() + f"\n\n{keys}\n" + "\n".join(help_lines()))
             return 0
         path, rest = split_config_arg(argv)
         cfg = load_config(path, parse_overrides(rest))

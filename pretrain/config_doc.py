@@ -133,6 +133,30 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def help_lines() -> list[str]:
+    """``python -m pretrain --help``: every key with its type, default(s) and description, one per line."""
+    rows = []
+    for section, cls in typing.get_type_hints(Config).items():
+        if cls is NoiseSection:
+            for key, tp, *defaults, doc in noise_rows():
+                if key == "`noise.preset`":  # its row holds each preset's own name
+                    defaults = [f"`{NoiseSection().preset}`"]
+                shown = (
+                    defaults[0]
+                    if len(set(defaults)) == 1
+                    else ", ".join(f"{name} {d}" for name, d in zip(PRESETS, defaults, strict=True))
+                )
+                rows.append((key, tp, shown, doc))
+        else:
+            rows += [tuple(row) for row in section_rows(section, cls)]
+    width = max(len(key) for key, *_ in rows)
+    lines = []
+    for key, tp, default, doc in rows:
+        head = f"  --{key.strip('`'):<{width}}  {tp.strip('`')} = {default.replace('`', '')}"
+        lines.append(f"{head}\n  {'':<{width + 2}}  {doc}" if doc else head)
+    return lines
+
+
 def replace_block(text: str, block: str, path: Path) -> str:
     """``text`` with the lines between its BEGIN and END marker lines replaced by ``block``."""
     lines = text.splitlines(keepends=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from pretrain.__main__ import main
 from pretrain.config import load_config, parse_overrides
 from pretrain.train import grad_accum_steps
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 
 
 @pytest.mark.parametrize("name", ["bart-4-768", "bart-6-768", "bart-12-1024", "tiny"])
@@ -130,3 +133,12 @@ def test_global_batch_and_grad_accum_must_agree():
     cfg = load_config(CONFIGS / "bart-4-768.yaml", {"train.batch_size": "24"})
     with pytest.raises(UserError, match="not a multiple"):
         grad_accum_steps(cfg.train, 1)
+
+
+def test_help_into_a_closed_pipe_exits_quietly():
+    """``python -m pretrain --help | head -0``: the reader is gone before the first line; no traceback."""
+    argv = ["-m", "pretrain", "--help"]
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b""

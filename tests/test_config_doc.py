@@ -97,3 +97,19 @@ def test_bad_markers_are_a_one_line_error(tmp_path, capsys, body, mode):
 
 def test_readme_is_up_to_date(capsys):
     assert main(["--check", str(README)]) == 0, capsys.readouterr().err
+
+
+def test_help_lists_every_key_once_with_type_default_and_description(capsys):
+    from pretrain.__main__ import main as train_main
+
+    assert train_main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    keyed = [line.split()[0][2:] for line in lines if line.startswith("  --")]
+    assert keyed == known_keys() and len(set(keyed)) == len(keyed)  # noise.preset once
+    by_key = {
+        line.split()[0][2:]: (line, lines[i + 1]) for i, line in enumerate(lines) if line.startswith("  --")
+    }
+    assert "int = 768" in by_key["model.d_model"][0] and "hidden size" in by_key["model.d_model"][1]
+    assert "float = uer 0.15, bart 0.3" in by_key["noise.mask_ratio"][0]
+    assert by_key["noise.preset"][0].endswith("str = uer")
+    assert all(desc.strip() and not desc.startswith("  --") for _, desc in by_key.values())

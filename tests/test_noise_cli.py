@@ -139,3 +139,13 @@ def test_user_error_in_a_real_process(prepared):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("bart-data: error: unknown noise parameter 'nonsense'")
+
+
+def test_output_into_a_pipe_closed_early_exits_quietly(prepared):
+    """``data_prep noise DIR | head -0``: the reader is gone (closed before the command's imports are
+    done); the output is dropped without a BrokenPipeError traceback."""
+    argv = [sys.executable, "-m", "data_prep", "noise", str(prepared), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b""

@@ -13,6 +13,8 @@ import pytest
 from helpers import cli, clue_corpus, prepare, read_split, stream_of
 from transformers import BertTokenizer
 
+from data_prep.__main__ import main
+
 
 def doc_ids(hf, lines: list[str]) -> list[int]:
     return [i for line in lines for i in hf(line, add_special_tokens=False)["input_ids"]]
@@ -140,3 +142,11 @@ def test_inspect_prints_fill_histogram_and_examples(tmp_path, vocab, capsys):
     assert report["splits"]["train"]["fill_ratio"] == pytest.approx(
         m["fill"]["train"]["fill_ratio"], abs=1e-6
     )
+
+
+def test_subcommand_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "ids per example, [CLS]/[SEP] included (default: 512)" in out
+    assert "worker processes (default: 1)" in out and "(default: clue)" in out

@@ -21,7 +21,7 @@ from data_prep.shards import SPLITS, ShardDir
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, metavar="DIR", help="a directory made by `data_prep prepare`")
-    parser.add_argument("--preset", default="uer", choices=sorted(PRESETS), help="noise preset (default uer)")
+    parser.add_argument("--preset", default="uer", choices=sorted(PRESETS), help="noise preset")
     parser.add_argument(
         "--set",
         action="append",
@@ -29,11 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a noise parameter, e.g. --set mask_ratio=0.3 (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=7, help="noise seed (= train.seed; default 7)")
-    parser.add_argument("--epoch", type=int, default=0, help="epoch whose corruption to show (default 0)")
-    parser.add_argument("--split", default="train", choices=SPLITS, help="default train")
-    parser.add_argument("--start", type=int, default=0, help="first example index (default 0)")
-    parser.add_argument("--limit", type=int, default=5, help="examples to print (default 5)")
+    parser.add_argument("--seed", type=int, default=7, help="noise seed (= train.seed)")
+    parser.add_argument("--epoch", type=int, default=0, help="epoch whose corruption to show")
+    parser.add_argument("--split", default="train", choices=SPLITS, help="split to show")
+    parser.add_argument("--start", type=int, default=0, help="first example index")
+    parser.add_argument("--limit", type=int, default=5, help="examples to print")
     parser.add_argument("--json", action="store_true", help="one JSON object per line with integer lists")
 
 
