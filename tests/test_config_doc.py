@@ -38,7 +38,9 @@ def test_every_key_is_documented(rows):
 
 def test_noise_descriptions_only_fill_missing_comments():
     uncommented = {name for name, (_, doc) in field_docs(NoiseConfig).items() if not doc}
-    assert set(NOISE_DESCRIPTIONS) <= uncommented, "these now have a comment in noise.py: delete them here"
+    assert set(NOISE_DESCRIPTIONS) <= uncommented, (
+        "these now have a comment in data_prep/noise/config.py: delete them here"
+    )
 
 
 def test_spot_check_defaults(rows):
