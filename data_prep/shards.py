@@ -47,7 +47,7 @@ class ShardDir:
             raise UserError(f"{root} does not exist or is not a directory")
         shards = cls(root)
         if not shards.manifest_file.is_file():
-            raise UserError(f"{root} holds no manifest.json: is it a directory made by {PREPARE}?")
+            raise shards._not_prepared()
         return shards
 
     @property
@@ -77,6 +77,9 @@ class ShardDir:
         """Where the worker processes read the job's configuration from."""
         return self.work_dir / "config.pickle"
 
+    def _not_prepared(self) -> UserError:
+        return UserError(f"{self.root} holds no manifest.json: is it a directory made by {PREPARE}?")
+
     def split_dir(self, split: str) -> Path:
         return self.root / split
 
@@ -96,15 +99,9 @@ class ShardDir:
         try:
             return json.loads(self.manifest_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(
-                f"{self.root} holds no manifest.json: is it a directory made by {PREPARE}?"
-            ) from None
+            raise self._not_prepared() from None
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {self.manifest_file}: {exc}") from None
-
-    def seq_length(self) -> int:
-        """The examples' maximum length in ids, as the manifest records it."""
-        return int(self.read_manifest()["seq_length"])
 
     def vocab_sha256(self) -> str:
         if not self.vocab_file.is_file():

@@ -36,7 +36,7 @@ class Shards:
 
     @property
     def seq_length(self) -> int:
-        return self.dir.seq_length()
+        return int(self.manifest.get("seq_length", 512))
 
 
 def load_shards(path: str | None) -> Shards:
