@@ -9,20 +9,13 @@ import argparse
 import importlib
 import sys
 
-from data_prep.cli import COMMANDS
-from data_prep.errors import UserError, run_cli
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UserError (exit 2, one line) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
+from data_prep.cli import COMMANDS, Parser
+from data_prep.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bart-data", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="bart-data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(
             name,

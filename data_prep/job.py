@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from data_prep.atomic import atomic_dir, write_json
 from data_prep.errors import UserError
 from data_prep.manifest import UnitStats, build_manifest, total
-from data_prep.read import plan_file
+from data_prep.read import Unit, plan_file
 from data_prep.shards import SPLITS, Layout, ShardDir, make_layout
 from data_prep.tokenizer import LoadedTokenizer, build_table
 from data_prep.units import UnitConfig
@@ -64,7 +65,7 @@ class Job:
         """Identifies the job: all input files (not only a part's), options and tokenizer."""
         blob = json.dumps(
             {
-                "files": [[str(f), s] for f, s in zip(self.files, self.sizes, strict=True)],
+                "files": [[_spelled(f), s] for f, s in zip(self.files, self.sizes, strict=True)],
                 "options": {**self.options, "seq_length": self.seq_length},
                 "vocab_sha256": self.tok.vocab_sha256,
                 "tokenizer_sha256": self.tok.backend_sha256,
@@ -76,6 +77,25 @@ class Job:
     @property
     def plan(self) -> dict[str, Any]:
         return {"plan_sha256": self.plan_sha256, "part": None if self.part is None else str(self.part)}
+
+
+def part_note(files: int, part: Part, has_files: bool) -> str | None:
+    """What to tell about a part that is empty, or may leave others empty: parts are whole files."""
+    inputs = f"{files:,} input file{'' if files == 1 else 's'}"
+    if not has_files:
+        return (
+            f"--part {part} gets none of the {inputs} (parts are whole files, shared by size): "
+            "this part is empty; merge takes it, or use fewer parts"
+        )
+    if files < part.count:
+        return f"{inputs} for {part.count} parts: parts are whole files, so some parts are empty"
+    return None
+
+
+def _spelled(path: Path) -> str:
+    """A file by its absolute path, so that a resume does not depend on how it was spelled (an
+    ``hf:NAME`` input, which is no file, stays as given)."""
+    return str(path.resolve()) if path.exists() else str(path)
 
 
 def check_plan(shards: ShardDir, plan: dict[str, Any]) -> None:
@@ -98,7 +118,8 @@ def run_job(
     tok, opts = job.tok, job.options
     check_plan(shards, job.plan)
     _save_tokenizer(tok, shards)
-    layout = make_layout(tok.vocab_size, job.seq_length)
+    segment = opts.get("segment")  # "NAME VERSION", only when prepare --segment is given
+    layout = make_layout(tok.vocab_size, job.seq_length, word_continues=segment is not None)
     special = tok.special_ids()
     cfg = UnitConfig(
         job.seq_length,
@@ -112,12 +133,18 @@ def run_job(
         tok.backend_json(),
         build_table(tok.hf.backend_tokenizer),
         layout,
+        segment=segment.split()[0] if segment else None,
+        one_document=opts.get("layout") == "uer",
     )
     mine = part_files(job.sizes, job.part)
+    if job.part is not None and (note := part_note(len(job.files), job.part, bool(mine))):
+        print(f"warning: {note}", file=sys.stderr)
     try:
         units = [u for k in mine for u in plan_file(k, job.files[k], opts["format"], opts["unit_bytes"])]
     except OSError as exc:
         raise UserError(f"cannot read input: {exc}") from None
+    for problem in drop_bad_markers(units, shards):
+        print(f"warning: {problem}: redoing that unit", file=sys.stderr)
     fresh, seconds = process_units(units, cfg, shards, workers, quiet)
     header = {
         "tokenizer": job.tokenizer_name,
@@ -139,6 +166,31 @@ def run_job(
     return manifest, fresh, seconds
 
 
+def drop_bad_markers(units: list[Unit], shards: ShardDir) -> list[str]:
+    """Delete the markers a resume cannot trust (garbled, or naming an Arrow file that is gone), so that
+    their units are done again; one line per marker dropped."""
+    problems = []
+    for unit in units:
+        path = shards.marker(unit.name)
+        if not path.is_file():
+            continue
+        try:
+            marker = json.loads(path.read_text(encoding="utf-8"))
+            UnitStats.from_dict(marker["stats"])
+            for split, name in marker["files"].items():
+                if name is None:
+                    continue
+                file = shards.unit_file(split, Path(name).stem)
+                if split not in SPLITS or file.name != name:
+                    raise ValueError(f"names {split}/{name}")
+                if not file.is_file():
+                    raise ValueError(f"its file {file} is missing")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"the marker of unit {unit.name} is unusable ({str(exc) or type(exc).__name__})")
+            path.unlink(missing_ok=True)
+    return problems
+
+
 def _save_tokenizer(tok: LoadedTokenizer, shards: ShardDir) -> None:
     with atomic_dir(shards.tokenizer_dir) as tmp:
         tok.save(tmp)
@@ -155,7 +207,10 @@ def finish(
     """Join the units' files into DIR/train and DIR/valid, then write the manifest (last) and clean up."""
     for split in SPLITS:
         shards.finish_split(split, [f[split] for f in unit_files if f.get(split)], layout)
-    manifest = build_manifest(header, sources, total(stats), header["seq_length"])
+    manifest = {
+        **build_manifest(header, sources, total(stats), header["seq_length"]),
+        "files": shards.digests(),
+    }
     write_json(shards.manifest_file, manifest)
     shards.remove_work_dir()
     return manifest

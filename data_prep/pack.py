@@ -6,6 +6,11 @@ what is left of the example starts the next one (the document continues there) -
 ``split_room`` ids are left: then it fills them and goes on in the next example, which is what keeps
 examples >= 95% full on CLUECorpusSmall (93.6% with whole sentences only, 98.3% with split_room=32).
 A sentence longer than a whole example is always split this way, never dropped.
+
+With ``one_document`` (``prepare --layout uer``) an example holds one piece of one document, as UER-py's
+``BartDataset`` makes them: a document ends its example, and a long one goes on in the next examples.
+With ``word_continues`` each sentence comes with a flag per token (it continues a word), and ``emit``
+gets the offsets of the flagged tokens; the first token of every sentence piece is never flagged.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ import numpy as np
 
 from data_prep.manifest import Repairs, SplitCounts
 
-Emit = Callable[[np.ndarray, list[int], list[int]], None]
+Emit = Callable[..., None]  # (ids, sentence_ends, doc_ends[, word_continues])
 
 
 class Packer:
     """Feed ``add_sentence``/``end_document``; complete examples go to ``emit(ids, sentence_ends, doc_ends)``.
 
     ``sentence_ends`` holds the exclusive end offset of every sentence (the last one of a piece is the
-    offset of its ``[SEP]``); ``doc_ends`` the offset of every piece's ``[SEP]``.
+    offset of its ``[SEP]``); ``doc_ends`` the offset of every piece's ``[SEP]``; ``word_continues`` (only
+    with ``word_continues=True``) the offsets of the tokens that continue a word.
     """
 
     def __init__(
@@ -35,6 +41,8 @@ class Packer:
         counts: SplitCounts,
         repairs: Repairs,
         split_room: int | None = None,
+        one_document: bool = False,
+        word_continues: bool = False,
     ) -> None:
         if seq_length < 4:
             raise ValueError("seq_length must be at least 4")
@@ -45,16 +53,22 @@ class Packer:
         self.emit = emit
         self.counts = counts
         self.repairs = repairs
+        self.one_document = one_document
+        self.word_continues = word_continues
+        self._no_flag = np.zeros(1, dtype=bool)
         self._reset()
 
     def _reset(self) -> None:
         self.pieces: list[np.ndarray] = [self.cls]
+        self.flags: list[np.ndarray] = [self._no_flag]  # per token of ``pieces``: continues a word
         self.length = 1
         self.sentence_ends: list[int] = []
         self.doc_ends: list[int] = []
         self.open = False  # a document piece is open (has sentences, no [SEP] yet)
 
-    def add_sentence(self, tokens: np.ndarray) -> None:
+    def add_sentence(self, tokens: np.ndarray, continues: np.ndarray | None = None) -> None:
+        """A sentence of the open document; ``continues`` (a bool per token) is required with
+        ``word_continues``."""
         n = len(tokens)
         if not n:
             return
@@ -67,6 +81,11 @@ class Packer:
             take = n if n <= room else (room if n > self.limit - 2 or room >= self.split_room else 0)
             if take > 0:
                 self.pieces.append(tokens[:take])
+                if self.word_continues:
+                    flags = continues[:take].copy()
+                    flags[0] = False  # a sentence (or the piece of one in an example) starts a word
+                    self.flags.append(flags)
+                    continues = continues[take:]
                 self.length += take
                 self.sentence_ends.append(self.length)
                 self.open = True
@@ -78,9 +97,12 @@ class Packer:
     def end_document(self) -> None:
         if self.open:
             self._close_piece()
+        if self.one_document:
+            self.flush()
 
     def _close_piece(self) -> None:
         self.pieces.append(self.sep)
+        self.flags.append(self._no_flag)
         self.doc_ends.append(self.length)
         self.length += 1
         self.open = False
@@ -94,5 +116,8 @@ class Packer:
         ids = np.concatenate(self.pieces)
         self.counts.examples += 1
         self.counts.ids += len(ids)
-        self.emit(ids, self.sentence_ends, self.doc_ends)
+        if self.word_continues:
+            self.emit(ids, self.sentence_ends, self.doc_ends, np.flatnonzero(np.concatenate(self.flags)))
+        else:
+            self.emit(ids, self.sentence_ends, self.doc_ends)
         self._reset()

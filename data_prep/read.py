@@ -13,18 +13,29 @@ import codecs
 import glob
 import gzip
 import json
+import logging
 import lzma
+import os
 import re
+import sys
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_prep.errors import UserError
 from data_prep.manifest import Repairs
 
 FORMATS = ("clue", "lines", "jsonl")
+HF_PREFIX = "hf:"  # --input hf:NAME[:SPLIT]: a Hugging Face dataset (see hf_inputs)
+TABLE_SUFFIXES = (".parquet", ".arrow")  # one document per row, its text in the --text-field column
+TABLE_BATCH_ROWS = 1024
+_TABLE_ERRORS = (OSError, pa.ArrowException)
 _OPENERS: dict[str, Callable[..., BinaryIO]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 BLOCK_BYTES = 1 << 20
@@ -40,15 +51,23 @@ class UnreadableInput(Exception):
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
-    """Files named by paths, directories (recursively) and globs, in order, without duplicates."""
+    """Files named by paths, directories (recursively) and globs, in order, without duplicates.
+
+    Inside a directory, what cannot be input is left out and counted in one warning per directory:
+    unreadable subdirectories, FIFOs and other non-regular files, dangling links, and the output
+    directories of ``prepare`` (finished or not) and ``vocab``, which a run whose output lies inside
+    its input directory would otherwise read back as corpus text the next time.
+    """
     files: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_file():
+        if pattern.startswith(HF_PREFIX):
+            found = hf_inputs(pattern)
+        elif path.is_file():
             found = [path]
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+            found = _walk(path)
         elif glob.has_magic(pattern):
             found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
             if not found:
@@ -65,8 +84,98 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     return files
 
 
-def _hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
+# Files that make a directory the output of `prepare` (finished or not) or of `vocab`, never corpus.
+_OUTPUT_MARKERS = ("manifest.json", ".prep", "tokenizer_config.json")
+# What a directory walk skips: (singular, plural), in the order the warning lists them.
+_UNREADABLE = ("unreadable directory", "unreadable directories")
+_SPECIAL = ("FIFO, socket or device file", "FIFOs, sockets or device files")
+_DANGLING = ("dangling link", "dangling links")
+_OUTPUT = ("output directory of prepare or vocab", "output directories of prepare or vocab")
+
+
+def _walk(root: Path) -> list[Path]:
+    """The regular files under ``root`` (hidden ones left out), sorted; what is skipped is warned about."""
+    skipped: Counter[tuple[str, str]] = Counter()
+    unreadable: list[OSError] = []
+    found = []
+    for top, dirs, names in os.walk(root, onerror=unreadable.append):
+        here = Path(top)
+        keep = []
+        for name in sorted(dirs):
+            sub = here / name
+            if name.startswith("."):
+                continue
+            if any(os.path.exists(sub / m) for m in _OUTPUT_MARKERS):
+                skipped[_OUTPUT] += 1
+            else:
+                keep.append(name)
+        dirs[:] = keep
+        for name in names:
+            if name.startswith("."):
+                continue
+            file = here / name
+            if file.is_file():
+                found.append(file)
+            elif file.is_symlink() and not file.exists():
+                skipped[_DANGLING] += 1
+            elif not file.is_dir():  # a link to a directory is not followed, as for directories
+                skipped[_SPECIAL] += 1
+    skipped[_UNREADABLE] += len(unreadable)
+    kinds = (_UNREADABLE, _SPECIAL, _DANGLING, _OUTPUT)
+    if counts := [f"{n:,} {kind[n != 1]}" for kind in kinds if (n := skipped[kind])]:
+        print(f"warning: under {root} skipped {', '.join(counts)}", file=sys.stderr)
+    return sorted(found)
+
+
+def hf_inputs(spec: str) -> list[Path]:
+    """``hf:NAME[:SPLIT]`` (split ``train`` by default): a directory written by ``datasets``'
+    ``save_to_disk`` gives its Arrow files; anything else ``datasets.load_dataset`` opens (a Hub name when
+    online, a local directory of data files) is one input, streamed row by row when it is read."""
+    name, _, split = spec[len(HF_PREFIX) :].partition(":")
+    root = Path(name)
+    if (root / "dataset_dict.json").is_file():  # a saved DatasetDict: one directory per split
+        splits = json.loads((root / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        if (split or "train") not in splits:
+            raise UserError(f"{spec}: no split {split or 'train'!r} (it has {', '.join(splits)})")
+        root = root / (split or "train")
+    elif (root / "state.json").is_file() and split:
+        raise UserError(f"{spec}: {root} is one saved split; name it without :{split}")
+    if (root / "state.json").is_file():
+        state = json.loads((root / "state.json").read_text(encoding="utf-8"))
+        return [root / f["filename"] for f in state["_data_files"]]
+    _open_hf(spec)  # fails here, once, with one line (offline, unknown name or split)
+    return [Path(spec)]
+
+
+def _open_hf(spec: str) -> Any:
+    """The ``datasets`` streaming dataset of ``hf:NAME[:SPLIT]`` (nothing downloaded yet)."""
+    import datasets
+
+    name, _, split = spec[len(HF_PREFIX) :].partition(":")
+    hub_log = logging.getLogger("huggingface_hub")  # offline, it logs every retry: the error says it once
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
+    try:
+        return datasets.load_dataset(name, split=split or "train", streaming=True)
+    except (ConnectionError, FileNotFoundError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot open {spec} with datasets: {first}") from None
+    finally:
+        hub_log.setLevel(level)
+
+
+def is_hf(path: Path) -> bool:
+    """A dataset that ``datasets`` streams (see ``hf_inputs``), not a file."""
+    return str(path).startswith(HF_PREFIX)
+
+
+def input_size(path: Path) -> int:
+    """Bytes of an input file; 0 for a streamed dataset (its size is unknown until it is read)."""
+    return 0 if is_hf(path) else path.stat().st_size
+
+
+def is_table(path: Path) -> bool:
+    return path.suffix.lower() in TABLE_SUFFIXES
 
 
 def is_compressed(path: Path) -> bool:
@@ -93,7 +202,15 @@ def looks_binary(head: bytes) -> bool:
 
 
 def file_status(path: Path) -> str:
-    """'ok', 'empty', 'binary' or 'unreadable', from the first bytes of the (decompressed) file."""
+    """'ok', 'empty', 'binary' or 'unreadable', from the first bytes of the (decompressed) file (from
+    the row count of a parquet or Arrow file; a ``hf:`` dataset is read to find out)."""
+    if is_hf(path):
+        return "ok"
+    if is_table(path):
+        try:
+            return "ok" if _table_rows(path) else "empty"
+        except _TABLE_ERRORS:
+            return "unreadable"
     try:
         with open_binary(path) as f:
             head = f.read(HEAD_BYTES)
@@ -114,6 +231,7 @@ class Unit:
     start: int
     end: int | None  # None: to the end of the file
     size: int  # bytes of input this unit covers (for progress)
+    fmt: str  # clue | lines | jsonl: the layout of its text; table: the rows of a parquet or Arrow file
 
     @property
     def name(self) -> str:
@@ -124,11 +242,18 @@ class Unit:
         return self.end is None
 
 
+def whole_file(file_index: int, path: Path, fmt: str) -> Unit:
+    """The whole file as one unit; a parquet or Arrow file reads as a table and a ``hf:`` dataset as a
+    stream of rows, whatever ``fmt`` says."""
+    kind = "stream" if is_hf(path) else "table" if is_table(path) else fmt
+    return Unit(file_index, 0, str(path), 0, None, input_size(path), kind)
+
+
 def plan_file(file_index: int, path: Path, fmt: str, unit_bytes: int) -> list[Unit]:
-    """Split a big uncompressed file into ranges of about ``unit_bytes`` at document boundaries."""
+    """Split a big uncompressed text file into ranges of about ``unit_bytes`` at document boundaries."""
+    if is_hf(path) or is_compressed(path) or is_table(path) or path.stat().st_size <= unit_bytes:
+        return [whole_file(file_index, path, fmt)]
     size = path.stat().st_size
-    if is_compressed(path) or size <= unit_bytes:
-        return [Unit(file_index, 0, str(path), 0, None, size)]
     sep = b"\n\n" if fmt == "clue" else b"\n"
     cuts = [0]
     with path.open("rb") as f:
@@ -146,6 +271,7 @@ def plan_file(file_index: int, path: Path, fmt: str, unit_bytes: int) -> list[Un
             bounds[i],
             None if i == len(cuts) - 1 else bounds[i + 1],
             bounds[i + 1] - bounds[i],
+            fmt,
         )
         for i in range(len(cuts))
     ]
@@ -243,12 +369,108 @@ def jsonl_to_clue(block: str, text_field: str, repairs: Repairs) -> str:
         except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
             repairs.bad_jsonl_lines += 1
             continue
-        if not isinstance(text, str):
-            repairs.bad_jsonl_lines += 1
-            continue
-        text, lone = _SURROGATE.subn(_REPLACEMENT, text)  # from \ud800-style escapes: not encodable
-        repairs.invalid_utf8_chars += lone
-        lines = [s for s in text.split("\n") if s.strip()]
-        if lines:
-            out.append("\n".join(lines) + "\n\n")
+        out.append(record_to_clue(text, repairs))
     return "".join(out)
+
+
+def record_to_clue(text: object, repairs: Repairs) -> str:
+    """One record's text (a JSON line's field, a table row's cell) as a clue-layout document: its
+    non-blank lines, then a blank line. Not a string (null, a number, a list): a counted bad record."""
+    if not isinstance(text, str):
+        repairs.bad_jsonl_lines += 1
+        return ""
+    text, lone = _SURROGATE.subn(_REPLACEMENT, text)  # from \ud800-style escapes: not encodable
+    repairs.invalid_utf8_chars += lone
+    lines = [s for s in text.split("\n") if s.strip()]
+    return "\n".join(lines) + "\n\n" if lines else ""
+
+
+def clue_blocks(
+    unit: Unit, text_field: str, repairs: Repairs, cut_line: Callable[[str, int], int]
+) -> Iterator[tuple[str, int]]:
+    """(text, input bytes since the last block): the unit in blocks of whole lines in the clue layout (the
+    lines layout for a ``lines`` unit), whatever it is stored as. Read errors raise ``UnreadableInput``."""
+    if unit.fmt in ("table", "stream"):
+        yield from _table_blocks(unit, text_field, repairs, cut_line)
+        return
+    for block, nbytes in read_blocks(unit, repairs, cut_line):
+        yield (jsonl_to_clue(block, text_field, repairs) if unit.fmt == "jsonl" else block), nbytes
+
+
+def _table_rows(path: Path) -> int:
+    if path.suffix.lower() == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    with pa.memory_map(str(path)) as source:
+        return _read_arrow(source).num_rows
+
+
+def _read_arrow(source: pa.MemoryMappedFile) -> pa.Table:
+    """An Arrow IPC file (Feather v2) or stream (what ``datasets`` writes), memory-mapped: no copy."""
+    try:
+        return pa.ipc.open_file(source).read_all()
+    except pa.ArrowInvalid:
+        source.seek(0)
+        return pa.ipc.open_stream(source).read_all()
+
+
+def _table_batches(path: Path, text_field: str) -> Iterator[tuple[list[object] | None, int]]:
+    """(the ``text_field`` cells, or None when the table has no such column; rows) per batch of rows."""
+    if is_hf(path):
+        for batch in _open_hf(str(path)).iter(batch_size=TABLE_BATCH_ROWS):
+            rows = len(next(iter(batch.values()), []))
+            yield batch.get(text_field), rows
+        return
+    if path.suffix.lower() == ".parquet":
+        table = pq.ParquetFile(path)
+        if text_field not in table.schema_arrow.names:
+            yield None, table.metadata.num_rows
+            return
+        for batch in table.iter_batches(batch_size=TABLE_BATCH_ROWS, columns=[text_field]):
+            yield batch.column(0).to_pylist(), batch.num_rows
+        return
+    with pa.memory_map(str(path)) as source:
+        table = _read_arrow(source)
+        if text_field not in table.column_names:
+            yield None, table.num_rows
+            return
+        for batch in table.select([text_field]).to_batches(max_chunksize=TABLE_BATCH_ROWS):
+            yield batch.column(0).to_pylist(), batch.num_rows
+
+
+def _table_blocks(
+    unit: Unit, text_field: str, repairs: Repairs, cut_line: Callable[[str, int], int]
+) -> Iterator[tuple[str, int]]:
+    """A table's rows as clue-layout documents, exactly as the same records in a jsonl file would be;
+    a line longer than ``LINE_LIMIT`` is cut (and counted) as in a text file."""
+    path = Path(unit.path)
+    try:
+        total, done, reported = 0 if is_hf(path) else _table_rows(path), 0, 0
+        for cells, rows in _table_batches(path, text_field):
+            if cells is None:
+                repairs.bad_jsonl_lines += rows
+                cells = []
+            docs = []
+            for cell in cells:
+                doc = record_to_clue(cell, repairs)
+                if len(doc) > LINE_LIMIT:
+                    doc = "".join(
+                        _cut_long(line, repairs, cut_line) for line in doc.splitlines(keepends=True)
+                    )
+                docs.append(doc)
+            done += rows
+            owed = unit.size * done // max(total, 1) - reported
+            reported += owed
+            yield "".join(docs), owed
+    except (*_TABLE_ERRORS, UserError) as exc:  # a stream that breaks off: the network went away
+        raise UnreadableInput(str(exc)) from exc
+
+
+def _cut_long(line: str, repairs: Repairs, cut_line: Callable[[str, int], int]) -> str:
+    """``line`` (ending with a newline) in pieces of at most ``LINE_LIMIT`` characters, each a line."""
+    pieces = []
+    while len(line) > LINE_LIMIT + 1:
+        k = cut_line(line, LINE_LIMIT)
+        repairs.long_lines_cut += 1
+        pieces.append(line[:k] + "\n")
+        line = line[k:]
+    return "".join(pieces) + line

@@ -27,6 +27,11 @@ from data_prep.errors import UserError
 
 SPLITS = ("train", "valid")
 COLUMNS = ("input_ids", "sentence_ends", "doc_ends")
+# written by ``prepare --segment``: offsets of the tokens that continue a word (a ``##`` piece, or a later
+# character of a segmenter's word); the continuations rather than the starts because they are the fewer
+# (about 4 in 10 Chinese tokens) and an empty list means "every token is a word"
+WORD_CONTINUES = "word_continues"
+OPTIONAL_COLUMNS = (WORD_CONTINUES,)
 BATCH_ROWS = 1024
 EMPTY_FILE = "empty.arrow"
 PREPARE = "`python -m data_prep prepare`"
@@ -108,14 +113,88 @@ class ShardDir:
             raise UserError(f"{self.tokenizer_dir} holds no vocab.txt")
         return hashlib.sha256(self.vocab_file.read_bytes()).hexdigest()
 
-    def load_tokenizer(self) -> Any:
-        """The tokenizer the shards were made with (``BertTokenizer``, as the seed card loads it)."""
+    def load_tokenizer(self, manifest: dict[str, Any] | None = None) -> Any:
+        """The tokenizer the shards were made with (``BertTokenizer``, as the seed card loads it).
+
+        With the ``manifest``, its special-token ids and size must be the ones the shards were made with
+        (a swapped tokenizer.json would otherwise train with another [MASK])."""
         from transformers import BertTokenizer
 
         try:
-            return BertTokenizer.from_pretrained(str(self.tokenizer_dir))
+            tok = BertTokenizer.from_pretrained(str(self.tokenizer_dir))
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load the tokenizer in {self.tokenizer_dir}: {exc}") from None
+        if manifest is not None:
+            names = ("pad", "unk", "cls", "sep", "mask")
+            special = {getattr(tok, f"{n}_token"): getattr(tok, f"{n}_token_id") for n in names}
+            expected = manifest.get("special_ids", special)
+            if special != expected or len(tok) != manifest.get("vocab_size", len(tok)):
+                raise UserError(
+                    f"the tokenizer in {self.tokenizer_dir} is not the one the shards were made with "
+                    f"(special ids {special}, {len(tok)} tokens; manifest.json: {expected}, "
+                    f"{manifest.get('vocab_size')} tokens)"
+                )
+        return tok
+
+    def digests(self) -> dict[str, dict[str, Any]]:
+        """Size and sha256 of every file that training reads (the splits' and the tokenizer's)."""
+        found = {}
+        for sub in (*SPLITS, self.tokenizer_dir.name):
+            for path in sorted((self.root / sub).iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    found[f"{sub}/{path.name}"] = file_digest(path)
+        return found
+
+    def verify(self, manifest: dict[str, Any], hashes: bool) -> int:
+        """Check the files against the manifest's ``files``: sizes always, and the sha256 of the tokenizer
+        files always, of the shards with ``hashes``. A one-line UserError names the first bad file.
+        Returns how many files were checked (0 for a manifest from before checksums were recorded)."""
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            return 0
+        tokenizer = self.tokenizer_dir.name
+        for rel, expected in files.items():
+            path = self.root / rel
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise UserError(f"{self.manifest_file} names a file outside {self.root}: {rel!r}")
+            if not path.is_file():
+                raise UserError(f"{path} is missing (listed in manifest.json): re-run {PREPARE}")
+            size = path.stat().st_size
+            if size != expected.get("bytes"):
+                raise UserError(
+                    f"{path} has {size:,} bytes, manifest.json says {expected.get('bytes'):,}: the file is "
+                    f"damaged (truncated or replaced); re-run {PREPARE}"
+                )
+            if (hashes or rel.startswith(f"{tokenizer}/")) and file_digest(path) != expected:
+                raise UserError(f"{path} does not match its sha256 in manifest.json: the file was changed")
+        for path in sorted(self.tokenizer_dir.iterdir()):
+            if path.is_file() and f"{tokenizer}/{path.name}" not in files:
+                raise UserError(f"{path} was added after the shards were made (not in manifest.json)")
+        return len(files)
+
+    def check_ids(self, split: str, vocab_size: int) -> int:
+        """Every id of ``split`` below ``vocab_size``, else a UserError naming the file and row; rows read."""
+        import pyarrow.compute as pc
+
+        rows = 0
+        for name in self.split_files(split):
+            path = self.split_dir(split) / name
+            try:
+                with pa.memory_map(str(path)) as source:
+                    for batch in pa.ipc.open_stream(source):
+                        ids = batch.column(COLUMNS.index("input_ids"))
+                        values = pc.list_flatten(ids).to_numpy()
+                        bad = np.flatnonzero(values >= vocab_size)
+                        if bad.size:
+                            row = int(np.searchsorted(_row_starts(ids), bad[0], side="right")) - 1
+                            raise UserError(
+                                f"{path} row {rows + row}: id {int(values[bad[0]])} is outside the vocab "
+                                f"({vocab_size} tokens)"
+                            )
+                        rows += batch.num_rows
+            except (OSError, pa.ArrowException) as exc:
+                raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        return rows
 
     def load_split(self, split: str, required: bool = True) -> Any:
         """``DIR/split`` as a memory-mapped ``datasets.Dataset`` (None if absent and not ``required``)."""
@@ -128,8 +207,8 @@ class ShardDir:
             return None
         try:
             rows = datasets.load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as exc:
-            raise UserError(f"cannot load {path}: {exc}") from None
+        except (OSError, ValueError) as exc:  # a missing, truncated or garbled Arrow file
+            raise UserError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
         missing = set(COLUMNS) - set(rows.column_names)
         if missing:
             raise UserError(f"{path} lacks the columns {sorted(missing)}: re-run {PREPARE}")
@@ -186,8 +265,13 @@ class Layout:
     schema: pa.Schema
     features: dict  # datasets.Features.to_dict()
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.schema.names)
 
-def make_layout(vocab_size: int, seq_length: int) -> Layout:
+
+def make_layout(vocab_size: int, seq_length: int, word_continues: bool = False) -> Layout:
+    """The columns of ``COLUMNS``, and ``WORD_CONTINUES`` after them when ``word_continues``."""
     import datasets
 
     id_dtype = "uint16" if vocab_size <= 1 << 16 else "uint32"
@@ -195,13 +279,14 @@ def make_layout(vocab_size: int, seq_length: int) -> Layout:
         raise ValueError("seq_length must be below 65536 (offsets are uint16)")
     offset_dtype = "uint16"
     list_type = getattr(datasets, "List", None) or datasets.Sequence
-    features = datasets.Features(
-        {
-            "input_ids": list_type(datasets.Value(id_dtype)),
-            "sentence_ends": list_type(datasets.Value(offset_dtype)),
-            "doc_ends": list_type(datasets.Value(offset_dtype)),
-        }
-    )
+    columns = {
+        "input_ids": list_type(datasets.Value(id_dtype)),
+        "sentence_ends": list_type(datasets.Value(offset_dtype)),
+        "doc_ends": list_type(datasets.Value(offset_dtype)),
+    }
+    if word_continues:
+        columns[WORD_CONTINUES] = list_type(datasets.Value(offset_dtype))
+    features = datasets.Features(columns)
     return Layout(id_dtype, offset_dtype, features.arrow_schema, features.to_dict())
 
 
@@ -215,12 +300,22 @@ class UnitWriter:
         self.rows = 0
         self._writer: pa.RecordBatchStreamWriter | None = None
         self._sink: pa.NativeFile | None = None
-        self._buf: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        self._buf: dict[str, list[np.ndarray]] = {c: [] for c in layout.columns}
 
-    def add(self, ids: np.ndarray, sentence_ends: list[int], doc_ends: list[int]) -> None:
+    def add(
+        self,
+        ids: np.ndarray,
+        sentence_ends: list[int],
+        doc_ends: list[int],
+        word_continues: np.ndarray | None = None,
+    ) -> None:
+        """One row; ``word_continues`` is required when the layout has that column (and ignored if not)."""
+        offsets = self.layout.offset_dtype
         self._buf["input_ids"].append(ids.astype(self.layout.id_dtype))
-        self._buf["sentence_ends"].append(np.asarray(sentence_ends, dtype=self.layout.offset_dtype))
-        self._buf["doc_ends"].append(np.asarray(doc_ends, dtype=self.layout.offset_dtype))
+        self._buf["sentence_ends"].append(np.asarray(sentence_ends, dtype=offsets))
+        self._buf["doc_ends"].append(np.asarray(doc_ends, dtype=offsets))
+        if WORD_CONTINUES in self._buf:
+            self._buf[WORD_CONTINUES].append(np.asarray(word_continues, dtype=offsets))
         self.rows += 1
         if len(self._buf["input_ids"]) >= BATCH_ROWS:
             self._write_batch()
@@ -231,9 +326,9 @@ class UnitWriter:
         if self._writer is None:
             self._sink = pa.OSFile(str(self.tmp), "wb")
             self._writer = pa.ipc.new_stream(self._sink, self.layout.schema)
-        arrays = [_list_array(self._buf[c]) for c in COLUMNS]
+        arrays = [_list_array(self._buf[c]) for c in self.layout.columns]
         self._writer.write_batch(pa.record_batch(arrays, schema=self.layout.schema))
-        self._buf = {c: [] for c in COLUMNS}
+        self._buf = {c: [] for c in self.layout.columns}
 
     def close(self) -> str | None:
         """Finish the file and give it its final name; the file name, or None when no row was added."""
@@ -251,6 +346,18 @@ class UnitWriter:
             self._sink.close()
             self.tmp.unlink(missing_ok=True)
             self._writer = None
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex}`` of a file."""
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"bytes": path.stat().st_size, "sha256": digest}
+
+
+def _row_starts(ids: pa.ListArray) -> np.ndarray:
+    offsets = ids.offsets.to_numpy()
+    return offsets - offsets[0]
 
 
 def _list_array(rows: list[np.ndarray]) -> pa.ListArray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import shutil
 import socket
 import sys
@@ -306,3 +307,11 @@ def load_tokenizer(name_or_path: str, scratch: Path) -> LoadedTokenizer:
     if len(hf) <= len(SPECIAL_TOKENS):
         raise UserError(f"tokenizer {name_or_path!r} has only {len(hf)} tokens: is vocab.txt empty?")
     return LoadedTokenizer(hf, vocab_bytes)
+
+
+_SPACE_NEAR_CJK = re.compile(r"(?<=[^\x00-\x7f]) | (?=[^\x00-\x7f])")  # decode() spaces every token
+
+
+def readable(tok: Any, ids: Any) -> str:
+    """``tok.decode(ids)`` without the spaces it puts between Chinese characters (kept between words)."""
+    return _SPACE_NEAR_CJK.sub("", tok.decode(list(ids)))

@@ -8,24 +8,29 @@ is written (atomically) after its Arrow files were renamed into place.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.metadata
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from data_prep.atomic import write_json
+from data_prep.errors import UserError
 from data_prep.manifest import SplitCounts, UnitStats
 from data_prep.pack import Packer
-from data_prep.read import Unit, UnreadableInput, file_status, jsonl_to_clue, read_blocks
+from data_prep.read import Unit, UnreadableInput, clue_blocks, file_status
 from data_prep.shards import SPLITS, Layout, ShardDir, UnitWriter
-from data_prep.tokenizer import FastTokenizer
+from data_prep.tokenizer import Encoded, FastTokenizer
 
 TERMINAL = "。！？；!?"
 CLOSERS = "”’」』）)》】\"'"
 _CUT_WINDOW = 4096
 Progress = Callable[[int, int, int], None]  # (input bytes, chars, tokens) since the last call
+SEGMENTERS = ("jieba", "rjieba")  # prepare --segment (pip extras: segment, segment-fast)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,38 @@ class UnitConfig:
     backend_json: str
     table: np.ndarray
     layout: Layout
+    segment: str | None = None  # a name of SEGMENTERS: store the word continuations of every row
+    one_document: bool = False  # --layout uer: an example holds (a piece of) one document
+
+
+def segmenter_version(name: str) -> str:
+    """``"NAME VERSION"`` of an installed segmenter (recorded in the plan), or a UserError saying what to
+    install."""
+    try:
+        importlib.import_module(name)
+        return f"{name} {importlib.metadata.version(name)}"
+    except ImportError:
+        extra = "segment" if name == "jieba" else "segment-fast"
+        raise UserError(
+            f"--segment {name} needs the {name} package: pip install {name} "
+            f"(or pip install 'bart-chinese-pretrain[{extra}]')"
+        ) from None
+
+
+def load_segmenter(name: str) -> Callable[[str], Iterable[str]]:
+    """The segmenter's ``cut(text)``: words that concatenate to ``text`` (default mode, HMM on, as
+    UER-py's ``--whole_word_masking`` calls jieba)."""
+    if name == "jieba":
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict" on stderr in every worker
+        jieba.initialize()
+        return jieba.cut
+    if name == "rjieba":
+        import rjieba
+
+        return rjieba.cut
+    raise ValueError(f"unknown segmenter {name!r}")
 
 
 def _char_table(chars: str) -> np.ndarray:
@@ -74,6 +111,22 @@ class UnitProcessor:
         self.is_term = _char_table(TERMINAL)
         self.is_mark = self.is_term | _char_table(CLOSERS)
         self.cuttable = self.is_space | (cfg.table >= 0)
+        self.cut = load_segmenter(cfg.segment) if cfg.segment else None
+        if self.cut:
+            vocab = self.tok.backend.get_vocab()
+            self.is_piece = np.zeros(max(vocab.values(), default=0) + 1, dtype=bool)
+            self.is_piece[[i for t, i in vocab.items() if t.startswith("##")]] = True
+
+    def word_continues(self, text: str, enc: Encoded) -> np.ndarray:
+        """Per token of ``enc`` (the encoding of ``text``): it continues a word, i.e. it is a ``##`` piece
+        or starts inside a word of the segmenter (a later character of a Chinese word)."""
+        lengths = np.fromiter(map(len, self.cut(text)), dtype=np.int64)
+        if lengths.sum() != len(text):
+            raise RuntimeError(f"{self.cfg.segment} lost characters of the text (a segmenter bug)")
+        word_start = np.zeros(len(text), dtype=bool)
+        word_start[np.cumsum(lengths) - lengths] = True
+        token_char = np.repeat(np.arange(len(text)), np.diff(enc.before))  # where each token starts
+        return ~word_start[token_char] | self.is_piece[enc.ids]
 
     def cut_line(self, text: str, limit: int) -> int:
         """Where to cut an over-long line: after its last space or CJK/punctuation char before ``limit``."""
@@ -134,14 +187,14 @@ class UnitProcessor:
                 writers[s].add,
                 getattr(stats, s),
                 stats.repairs,
-                cfg.split_room,
+                None if cfg.one_document else cfg.split_room,
+                one_document=cfg.one_document,
+                word_continues=self.cut is not None,
             )
             for s in SPLITS
         }
         state = _DocState(unit, cfg.valid_ratio)
-        for block, nbytes in read_blocks(unit, stats.repairs, self.cut_line):
-            if cfg.fmt == "jsonl":
-                block = jsonl_to_clue(block, cfg.text_field, stats.repairs)
+        for block, nbytes in clue_blocks(unit, cfg.text_field, stats.repairs, self.cut_line):
             tokens = self._block(block, state, packers, stats) if block else 0
             stats.chars += len(block)
             report(nbytes, len(block), tokens)
@@ -153,6 +206,7 @@ class UnitProcessor:
         """Tokenize a block of whole lines and feed its documents' sentences to the packers; its tokens."""
         cps = self.tok.codepoints(text)
         enc = self.tok.encode(text, cps)
+        cont = self.word_continues(text, enc) if self.cut else None
         stats.repairs.control_chars += int(np.count_nonzero(self.is_control[cps]))
         nl = np.flatnonzero(cps == 10)
         starts = np.r_[0, nl[:-1] + 1]
@@ -160,7 +214,7 @@ class UnitProcessor:
         blank = (nonspace[nl] - nonspace[starts]) == 0
         lo, hi = enc.before[starts], enc.before[nl]
         splits = self._sentence_splits(cps, enc.before, starts, nl, hi - lo)
-        one_doc_per_line = self.cfg.fmt == "lines"
+        one_doc_per_line = state.unit.fmt == "lines"
         ids = enc.ids
         for i, (is_blank, a, b) in enumerate(zip(blank.tolist(), lo.tolist(), hi.tolist(), strict=True)):
             if is_blank:
@@ -173,9 +227,9 @@ class UnitProcessor:
             if cuts:
                 stats.repairs.long_lines_split += 1
                 for x, y in zip([a, *cuts], [*cuts, b], strict=True):
-                    packer.add_sentence(ids[x:y])
+                    packer.add_sentence(ids[x:y], None if cont is None else cont[x:y])
             else:
-                packer.add_sentence(ids[a:b])
+                packer.add_sentence(ids[a:b], None if cont is None else cont[a:b])
             state.tokens += b - a
             if one_doc_per_line:
                 state.end(packers, stats)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from data_prep.errors import UserError
 from data_prep.manifest import Repairs
-from data_prep.read import Unit, UnreadableInput, file_status, jsonl_to_clue, read_blocks
+from data_prep.read import UnreadableInput, clue_blocks, file_status, input_size, whole_file
 from data_prep.tokenizer import SPECIAL_TOKENS
 
 PREFIX = "##"
@@ -39,7 +39,7 @@ def corpus_blocks(
 ) -> Iterator[str]:
     """Every readable file as blocks of clue-layout text; binary and unreadable files are skipped."""
     with tqdm(
-        total=sum(f.stat().st_size for f in files),
+        total=sum(input_size(f) for f in files),
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
@@ -52,17 +52,18 @@ def corpus_blocks(
             if status in ("binary", "unreadable") and warn:
                 bar.write(f"warning: skipped {status} file {path}", file=sys.stderr)
             if status == "ok":
-                unit = Unit(index, 0, str(path), 0, None, path.stat().st_size)
                 try:
-                    for block, _ in read_blocks(unit, repairs, lambda text, limit: limit):
-                        yield jsonl_to_clue(block, text_field, repairs) if fmt == "jsonl" else block
+                    unit = whole_file(index, path, fmt)
+                    yield from (
+                        b for b, _ in clue_blocks(unit, text_field, repairs, lambda text, limit: limit)
+                    )
                 except UnreadableInput:
                     if warn:
                         bar.write(
                             f"warning: {path} is unreadable after some point; its start was used",
                             file=sys.stderr,
                         )
-            bar.update(path.stat().st_size)
+            bar.update(input_size(path))
 
 
 def corpus_lines(blocks: Iterable[str]) -> Iterator[str]:
@@ -130,6 +131,7 @@ class TrainedVocab:
     continuing: list[str]  # ##characters
     repairs: Repairs
     stray: list[str]  # ## pieces the alphabet scan did not foresee (their ids may vary run to run)
+    corpus_chars: int  # distinct characters in the corpus (more than ``chars`` when limit_alphabet cut some)
 
 
 def train_vocab(
@@ -164,7 +166,7 @@ def train_vocab(
     )
     tokens = _ordered(tokenizer.get_vocab(), set(chars), set(continuing))
     stray = [t for t in tokens if t.startswith(PREFIX) and len(t) == len(PREFIX) + 1 and t not in continuing]
-    return TrainedVocab(tokens, chars, continuing, repairs, stray)
+    return TrainedVocab(tokens, chars, continuing, repairs, stray, len(alphabet.counts))
 
 
 def _ordered(vocab: dict[str, int], chars: set[str], continuing: set[str]) -> list[str]:

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -84,7 +85,7 @@ def start_workers(count: int) -> Iterator[Workers | None]:
         return
     ctx = multiprocessing.get_context("spawn")
     counters = ctx.Array("q", 3)
-    pool = ProcessPoolExecutor(count, ctx, initializer=_init_worker, initargs=(counters,))
+    pool = ProcessPoolExecutor(count, ctx, initializer=_init_worker, initargs=(counters, os.getpid()))
     try:
         for _ in range(count):
             pool.submit(_warm_up)  # spawns the processes now (they are started on demand)
@@ -133,15 +134,26 @@ def process_units(
 
 # -- inside a worker process -----------------------------------------------------------------------
 
+WATCHDOG_SECONDS = 0.2
 _processor: tuple[str, UnitProcessor] | None = None  # (shard directory, its processor)
 _counters: Any = None
 
 
-def _init_worker(counters: Any) -> None:
-    """One tokenizer thread per worker process (the processes are the parallelism)."""
+def _init_worker(counters: Any, parent: int) -> None:
+    """One tokenizer thread per worker process (the processes are the parallelism), and a watchdog."""
     global _counters
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _counters = counters
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="watchdog").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit as soon as the main process is gone (SIGKILL/SIGTERM leave no time to stop the pool): an
+    orphaned worker would finish its unit and then wait forever. Its unfinished unit has no marker, so
+    ``--resume`` redoes it."""
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_SECONDS)
+    os._exit(1)
 
 
 def _warm_up() -> None:

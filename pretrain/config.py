@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ class ModelConfig:
     scale_embedding: bool = False  # multiply token embeddings by sqrt(d_model)
     tie_word_embeddings: bool = True  # share the token embeddings with the output projection
     attn_implementation: str = "sdpa"  # transformers attention backend: sdpa | eager | flash_attention_2
-    init_from: str | None = None  # a Hugging Face model directory to continue pre-training from
+    init_from: str | None = None  # continue pre-training from: a Hugging Face model dir or a UER-py model.bin
     gradient_checkpointing: bool = False  # recompute activations in the backward pass to save memory
     init_logits_bias: str = "zeros"  # zeros | unigram: untrained final_logits_bias := log unigram of the data
 
@@ -57,6 +58,9 @@ class ModelConfig:
 class DataConfig:
     path: str | None = None  # a directory written by `python -m data_prep prepare`
     num_workers: int = 2  # DataLoader worker processes that apply the noise
+    verify: str = "sizes"  # at start: sizes (file sizes + tokenizer hashes) | full (+ shard sha256, id range)
+    pad_to_multiple_of: int = 8  # round padded batch lengths up to a multiple (fewer shapes to compile)
+    decoder_attention_mask: bool = False  # also feed the decoder padding mask (the causal mask hides pads)
 
 
 @dataclass
@@ -83,17 +87,22 @@ class TrainConfig:
     beta2: float = 0.999  # AdamW beta2
     eps: float = 1e-6  # AdamW epsilon
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm weights)
-    warmup_ratio: float = 0.1  # share of max_steps of linear warmup, then linear decay to 0
+    warmup_ratio: float = 0.1  # share of max_steps of linear warmup from 0 to lr, then lr_schedule
+    lr_schedule: str = "linear"  # after warmup: linear | cosine (to 0) | constant | inverse_sqrt | polynomial
+    lr_end: float = 1e-7  # polynomial: the LR at max_steps
+    lr_power: float = 1.0  # polynomial: exponent of the decay (1.0: linear down to lr_end)
     max_grad_norm: float = 0.0  # gradient-norm clipping threshold; 0: no clipping (UER-py)
     seed: int = 7  # seeds the initial weights, the data order and the training noise
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
     tf32: bool = True  # TF32 for fp32 matmuls on CUDA (Ampere and newer)
-    compile: bool = False  # torch.compile the model
-    log_every: int = 100  # steps between TensorBoard training logs
+    compile: str = "auto"  # torch.compile the model: auto (on CUDA) | true | false
+    loss_chunks: int = 8  # cross-entropy fused with the LM head in N row chunks; 0: over full fp32 logits
+    log_every: int = 100  # steps between training logs (TensorBoard; a printed line when stderr is no tty)
+    report_to: str = "tensorboard"  # accelerate trackers, comma-separated (wandb, mlflow, aim, ...) | none
     eval_every: int = 10_000  # steps between evaluations (and at the last step)
     save_every: int = 10_000  # steps between checkpoints + hf/step-N exports (and at the last step)
     keep_checkpoints: int = 3  # checkpoints/step-N to keep, newest first (0: all)
-    keep_exports: int = 0  # hf/step-N exports to keep, newest first (0: all)
+    keep_exports: int = 2  # hf/step-N exports to keep, newest first (0: all); hf/final always stays
     resume: str | None = None  # "auto": the newest complete checkpoint in output_dir; or a checkpoint dir
     max_bad_steps: int = 10  # stop after this many NaN/inf losses in a row
 
@@ -187,7 +196,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
+    except UnicodeDecodeError:
+        raise UserError(f"cannot parse {path}: it is not UTF-8 text") from None
+    except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections (model, data, noise, train, eval)")
@@ -224,25 +235,85 @@ def build_config(tree: dict[str, Any], overrides: dict[str, Any] | None = None) 
                 raise _unknown(f"{section}.{name}")
             value = coerce(value, hints[name], f"config key '{section}.{name}'")
             setattr(getattr(cfg, section), name, value)
-    _check_positive(cfg)
+    check_ranges(cfg)
     return cfg
 
 
-def _check_positive(cfg: Config) -> None:
-    keys = [
-        "train.max_steps",
-        "train.batch_size",
-        "train.log_every",
-        "train.eval_every",
-        "train.save_every",
-        "train.max_bad_steps",
-        "eval.batch_size",
-        "model.d_model",
-    ]
-    for key in keys:
+# Range rules, checked when the config is built (before anything runs): key -> (test, what it must be).
+_AT_LEAST_1 = (lambda v: v >= 1, "must be at least 1")
+_OPTIONAL_AT_LEAST_1 = (lambda v: v is None or v >= 1, "must be at least 1 (or null)")
+_AT_LEAST_0 = (lambda v: v >= 0, "must be at least 0")
+_PROBABILITY = (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0, "must be a positive finite number")
+_NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0")
+RANGES: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(
+        (
+            "model.d_model", "model.encoder_layers", "model.decoder_layers", "model.encoder_attention_heads",
+            "model.decoder_attention_heads", "model.encoder_ffn_dim", "model.decoder_ffn_dim",
+            "model.max_position_embeddings", "train.max_steps", "train.batch_size", "train.log_every",
+            "train.eval_every", "train.save_every", "train.max_bad_steps", "eval.batch_size",
+            "eval.max_new_tokens",
+        ),
+        _AT_LEAST_1,
+    ),
+    **dict.fromkeys(
+        ("model.vocab_size", "train.grad_accum", "train.global_batch_size"), _OPTIONAL_AT_LEAST_1
+    ),
+    **dict.fromkeys(
+        (
+            "data.num_workers", "train.keep_checkpoints", "train.keep_exports", "train.seed",
+            "eval.num_examples", "eval.num_heldout_samples", "eval.noise_seed",
+        ),
+        _AT_LEAST_0,
+    ),
+    **dict.fromkeys(
+        (
+            "model.dropout", "model.attention_dropout", "model.activation_dropout",
+            "model.encoder_layerdrop", "model.decoder_layerdrop", "train.beta1", "train.beta2",
+        ),
+        _PROBABILITY,
+    ),
+    **dict.fromkeys(("train.lr", "train.eps", "model.init_std"), _POSITIVE),
+    **dict.fromkeys(("train.weight_decay", "train.max_grad_norm"), _NON_NEGATIVE),
+    "train.warmup_ratio": (lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
+}  # fmt: skip
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
+    "model.init_logits_bias": ("zeros", "unigram"),
+    "data.verify": ("sizes", "full"),
+    "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
+}
+
+
+def check_ranges(cfg: Config) -> None:
+    """Every value in its range, every choice known: a bad value fails before anything runs."""
+    tree = cfg.to_dict()
+    for key, (ok, why) in RANGES.items():
         section, _, name = key.partition(".")
-        if getattr(getattr(cfg, section), name) < 1:
-            raise UserError(f"config key '{key}' must be at least 1")
+        if name in tree[section] and not ok(tree[section][name]):
+            raise UserError(f"config key '{key}' {why}, not {tree[section][name]}")
+    for key, choices in CHOICES.items():
+        section, _, name = key.partition(".")
+        if tree[section][name] not in choices:
+            raise UserError(
+                f"config key '{key}' must be one of {', '.join(choices)}, not '{tree[section][name]}'"
+            )
+    model = cfg.model
+    for side in ("encoder", "decoder"):
+        heads = getattr(model, f"{side}_attention_heads")
+        if model.d_model % heads:
+            raise UserError(
+                f"config key 'model.{side}_attention_heads' ({heads}) must divide "
+                f"model.d_model ({model.d_model})"
+            )
+    from transformers.activations import ACT2FN  # lazy: keeps `--help` and config loading light
+
+    if model.activation_function not in ACT2FN:
+        raise UserError(
+            f"config key 'model.activation_function' must be one of {', '.join(sorted(ACT2FN))}, "
+            f"not '{model.activation_function}'"
+        )
 
 
 def _build_noise(values: dict[str, Any]) -> NoiseSection:

@@ -18,7 +18,7 @@ import torch
 
 from data_prep.errors import UserError
 from data_prep.noise import Denoiser
-from data_prep.shards import SPLITS, ShardDir
+from data_prep.shards import OPTIONAL_COLUMNS, SPLITS, WORD_CONTINUES, ShardDir
 
 Key = tuple[int, int]  # (epoch, row index)
 
@@ -39,8 +39,11 @@ class Shards:
         return int(self.manifest.get("seq_length", 512))
 
 
-def load_shards(path: str | None) -> Shards:
-    """Open a shard directory: manifest, tokenizer, train and valid (memory-mapped); clear errors."""
+def load_shards(path: str | None, verify: str = "sizes") -> Shards:
+    """Open a shard directory: manifest, tokenizer, train and valid (memory-mapped); clear errors.
+
+    ``verify``: ``sizes`` checks every file's size and the tokenizer files' sha256 against the manifest
+    (instant); ``full`` also hashes the shards and checks that every id is inside the vocab."""
     if not path:
         raise UserError(
             "data.path is not set: pass --data.path DIR (a directory made by `data_prep prepare`)"
@@ -56,7 +59,11 @@ def load_shards(path: str | None) -> Shards:
             f"{shards.vocab_file} is not the vocab the shards were made with "
             "(its sha256 differs from manifest.json's vocab_sha256)"
         )
-    tokenizer = shards.load_tokenizer()
+    shards.verify(manifest, hashes=verify == "full")
+    tokenizer = shards.load_tokenizer(manifest)
+    if verify == "full":
+        for split in SPLITS:
+            shards.check_ids(split, len(tokenizer))
     train, valid = (_numpy_rows(shards.load_split(s, required=s == "train")) for s in SPLITS)
     if train is None or len(train) == 0:
         raise UserError(f"{shards.split_dir('train')} holds no examples")
@@ -66,7 +73,11 @@ def load_shards(path: str | None) -> Shards:
 
 
 def _numpy_rows(split: datasets.Dataset | None) -> datasets.Dataset | None:
-    return None if split is None else split.select_columns(list(ShardDir.columns)).with_format("numpy")
+    """The columns the noise reads: the required ones, and the optional ones the shards have."""
+    if split is None:
+        return None
+    optional = [c for c in OPTIONAL_COLUMNS if c in split.column_names]
+    return split.select_columns([*ShardDir.columns, *optional]).with_format("numpy")
 
 
 class NoisedDataset(torch.utils.data.Dataset):
@@ -85,7 +96,10 @@ class NoisedDataset(torch.utils.data.Dataset):
     def __getitems__(self, keys: list[Key]) -> list[dict[str, np.ndarray]]:
         indices = [row for _, row in keys]
         batch = self.rows[indices]
-        rows = list(zip(batch["input_ids"], batch["sentence_ends"], batch["doc_ends"], strict=True))
+        columns = [batch["input_ids"], batch["sentence_ends"], batch["doc_ends"]]
+        if WORD_CONTINUES in batch:  # shards made with prepare --segment
+            columns.append(batch[WORD_CONTINUES])
+        rows = list(zip(*columns, strict=True))
         noised = self.denoiser.batch(rows, [epoch for epoch, _ in keys], indices)
         return [{"input_ids": src, "labels": tgt} for src, tgt in noised]
 

@@ -6,7 +6,9 @@ fixed ``eval.noise_seed`` (epoch 0), so curves compare across runs and resumes.
 ``eval/accuracy`` is the share of *corrupted* target tokens that the decoder's argmax (teacher forcing)
 predicts right. A target token is corrupted when the source does not carry it through: it is not part
 of any block that ``difflib.SequenceMatcher`` aligns between source and target (masked, replaced,
-deleted or moved tokens). ``eval/token_accuracy`` is the same over all target tokens.
+deleted or moved tokens). ``eval/accuracy_copied`` is the same over the other target tokens, those
+the source carries through: the copying a young model learns first, long before it fills in anything.
+``eval/token_accuracy`` is the same over all target tokens.
 ``eval/unigram_accuracy`` is the baseline a model without context reaches: the share of corrupted
 tokens equal to the most frequent corrupted token of the evaluation set (the best constant guess).
 """
@@ -158,6 +160,7 @@ def evaluate(
     return {
         "eval/loss": loss / max(tokens, 1.0),
         "eval/accuracy": hit_corrupted / max(n_corrupted, 1.0),
+        "eval/accuracy_copied": (correct - hit_corrupted) / max(tokens - n_corrupted, 1.0),
         "eval/token_accuracy": correct / max(tokens, 1.0),
     }
 

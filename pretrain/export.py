@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from data_prep.atomic import atomic_dir
+from data_prep.errors import UserError
 
 
 def export(accelerator: Accelerator, model: torch.nn.Module, tokenizer_dir: Path, target: Path) -> None:
@@ -33,12 +35,19 @@ def export_model(
 ) -> Path:
     """Write the export into a temporary directory beside ``out``, then move it into place."""
     hf_logging.disable_progress_bar()
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
-        _make_config_portable(tmp / "config.json")
-        for file in tokenizer_dir.iterdir():
-            if file.is_file():
-                shutil.copy2(file, tmp / file.name)
+    try:
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+            _make_config_portable(tmp / "config.json")
+            for file in tokenizer_dir.iterdir():
+                if file.is_file():
+                    shutil.copy2(file, tmp / file.name)
+    except (OSError, SafetensorError) as exc:  # a full disk, mostly
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"cannot write the export {out}: {reason} (the checkpoints are intact; free space and rerun "
+            "with --train.resume auto, which writes it again)"
+        ) from None
     return out
 
 

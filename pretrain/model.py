@@ -17,6 +17,7 @@ from pretrain.config import ModelConfig
 
 NOT_BART_FIELDS = {"attn_implementation", "init_from", "gradient_checkpointing", "init_logits_bias"}
 LOGITS_BIAS_INITS = ("zeros", "unigram")
+UER_SUFFIXES = (".bin", ".pt")  # how a model.init_from that does not exist says it meant a UER file
 
 
 def special_ids(tokenizer: Any) -> dict[str, int]:
@@ -82,23 +83,43 @@ def build_model(
 
 
 def _load_pretrained(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> BartForConditionalGeneration:
+    """An export (a directory) or a UER-py / TencentPretrain BART state dict (a file: ``model.bin``, or
+    ``model.bin-250000`` as UER-py names its checkpoints; a missing ``.bin``/``.pt`` is reported as such)."""
     src = Path(cfg.init_from)
-    if not (src / "config.json").is_file():
-        raise UserError(f"model.init_from {src} is not a Hugging Face model directory (no config.json)")
-    if (src / "vocab.txt").is_file() and _sha256(src / "vocab.txt") != _sha256(vocab_file):
-        raise UserError(
-            f"model.init_from {src} has a different vocab.txt than the data's tokenizer "
-            f"({vocab_file}): prepare the data with that model's tokenizer"
-        )
-    model = BartForConditionalGeneration.from_pretrained(
-        str(src), attn_implementation=cfg.attn_implementation
-    )
+    if src.is_file() or (src.suffix in UER_SUFFIXES and not src.exists()):
+        model = _load_uer(cfg, src, tokenizer)
+    else:
+        model = _load_hf(cfg, src, vocab_file)
     if model.config.vocab_size != len(tokenizer):
         raise UserError(
             f"model.init_from {src} has vocab_size {model.config.vocab_size} but the data's "
             f"tokenizer has {len(tokenizer)} tokens"
         )
     return model
+
+
+def _load_hf(cfg: ModelConfig, src: Path, vocab_file: Path) -> BartForConditionalGeneration:
+    if not (src / "config.json").is_file():
+        raise UserError(
+            f"model.init_from {src} is not a Hugging Face model directory (no config.json) "
+            "nor a UER-py model file"
+        )
+    if (src / "vocab.txt").is_file() and _sha256(src / "vocab.txt") != _sha256(vocab_file):
+        raise UserError(
+            f"model.init_from {src} has a different vocab.txt than the data's tokenizer "
+            f"({vocab_file}): prepare the data with that model's tokenizer"
+        )
+    return BartForConditionalGeneration.from_pretrained(str(src), attn_implementation=cfg.attn_implementation)
+
+
+def _load_uer(cfg: ModelConfig, src: Path, tokenizer: Any) -> BartForConditionalGeneration:
+    """Converted in memory as ``pretrain.convert uer-to-hf`` does; the layer sizes come from the tensors,
+    the heads (which the tensors do not record), dropout and activation from ``cfg``."""
+    from pretrain.convert import check_uer, load_uer, uer_model
+
+    state = load_uer(src)
+    encoder_layers, decoder_layers = check_uer(state, f"model.init_from {src}", None, None)
+    return uer_model(state, encoder_layers, decoder_layers, cfg, special_ids(tokenizer))
 
 
 def _sha256(path: Path) -> str:

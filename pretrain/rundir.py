@@ -122,17 +122,55 @@ class RunDir:
         return fresh_start
 
     def prune(self, directory: Path, keep: int) -> None:
-        """Delete all but the newest ``keep`` ``step-N`` directories in ``directory`` (0: keep all)."""
+        """Delete all but the newest ``keep`` ``step-N`` directories in ``directory`` (0: keep all).
+
+        Each is renamed to ``.del-step-N`` before it is deleted, so that a kill in the middle never
+        leaves a half-deleted directory under a name that looks complete."""
         if keep <= 0:
             return
         for _, path in _step_dirs(directory)[:-keep]:
-            shutil.rmtree(path, ignore_errors=True)
+            doomed = path.with_name(f".del-{path.name}")
+            path.rename(doomed)
+            _remove(doomed)
+
+    def clean_temporaries(self) -> list[str]:
+        """Remove what an interrupted save, export or prune left (main process, before the loop).
+
+        ``.tmp-X`` (unfinished) and ``.del-X`` (being deleted) go; ``.old-X`` is the previous ``X`` of a
+        replacement that was cut between its two renames: put back when ``X`` is missing, else removed.
+        Returns the names it cleaned."""
+        cleaned = []
+        for tmp in self.root.glob(".*.tmp"):  # an atomic write of run.json or config.yaml, cut short
+            tmp.unlink(missing_ok=True)
+            cleaned.append(tmp.name)
+        for directory in (self.checkpoints_dir, self.exports_dir):
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.iterdir()):
+                kind, _, name = path.name.partition("-")
+                if kind not in (".tmp", ".del", ".old") or not name:
+                    continue
+                target = directory / name
+                if kind == ".old" and not target.exists():
+                    path.rename(target)
+                else:
+                    _remove(path)
+                cleaned.append(f"{directory.name}/{path.name}")
+        return cleaned
 
     def _read_run_file(self) -> dict[str, Any]:
         try:
             return json.loads(self.run_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {self.run_file}: {exc}") from None
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory tree; a symbolic link is unlinked, never followed."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _step_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -143,8 +181,15 @@ def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def run_identity(cfg: Config, vocab_sha256: str) -> dict[str, Any]:
-    """What makes two runs the same run: model, noise, seed and the vocabulary."""
+def run_identity(cfg: Config, vocab_sha256: str, data: str | None) -> dict[str, Any]:
+    """What makes two runs the same run: model, noise, seed, the vocabulary and the data (the shards'
+    ``plan_sha256``: their inputs, options and tokenizer)."""
     tree = cfg.to_dict()
     model = {k: v for k, v in tree["model"].items() if k not in NOT_BART_FIELDS}
-    return {"model": model, "noise": tree["noise"], "seed": cfg.train.seed, "vocab_sha256": vocab_sha256}
+    return {
+        "model": model,
+        "noise": tree["noise"],
+        "seed": cfg.train.seed,
+        "vocab_sha256": vocab_sha256,
+        "data": data,
+    }

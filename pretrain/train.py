@@ -14,29 +14,35 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 import torch
 import yaml
 from accelerate import Accelerator, PartialState
-from accelerate.utils import ProjectConfiguration, parse_flag_from_env, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
+from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from data_prep.errors import UserError
 from data_prep.noise import Denoiser
-from pretrain.checkpoint import TrainState, load_checkpoint, resume_candidates, save_checkpoint
-from pretrain.collate import DenoisingCollator
+from pretrain import tracking
+from pretrain.checkpoint import TrainState, load_checkpoint, resume_candidates, run_id, save_checkpoint
+from pretrain.collate import IGNORE_INDEX, DenoisingCollator
 from pretrain.config import Config, TrainConfig
+from pretrain.console import Clock, interactive, log_line, startup_summary
 from pretrain.data import EpochBatchSampler, NoisedDataset, Shards, load_shards, make_loader
 from pretrain.evaluate import Evaluation
 from pretrain.export import export
-from pretrain.metrics import Throughput, flops_per_token, peak_flops
+from pretrain.metrics import Throughput, peak_flops
 from pretrain.model import build_model
 from pretrain.optim import build_optimizer, build_scheduler
 from pretrain.report import manifest_markdown
 from pretrain.rundir import RunDir, run_identity
+from pretrain.tracking import trackers
 
 ATTENTION = ("sdpa", "eager", "flash_attention_2")
+COMPILE = {"auto": None, "true": True, "yes": True, "false": False, "no": False}
 
 
 def train(cfg: Config) -> Path:
@@ -62,6 +68,9 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.attn_implementation must be one of {', '.join(ATTENTION)}, not '{attention}'")
     if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise UserError("model.attn_implementation flash_attention_2 needs the flash-attn package")
+    compile_model(cfg.train)
+    if cfg.train.loss_chunks < 0 or cfg.data.pad_to_multiple_of < 1:
+        raise UserError("train.loss_chunks must be at least 0 and data.pad_to_multiple_of at least 1")
     out = Path(cfg.train.output_dir)
     if any(p.exists() and not p.is_dir() for p in out.parents):
         raise UserError(f"train.output_dir {out} lies inside a file")
@@ -80,15 +89,35 @@ def mixed_precision(cfg: TrainConfig) -> str:
     return cfg.mixed_precision
 
 
+def compile_model(cfg: TrainConfig) -> bool:
+    """``train.compile``: ``auto`` compiles on CUDA (where it pays), never on CPU (where compiling costs
+    minutes and saves little)."""
+    choice = COMPILE.get(str(cfg.compile).lower(), "bad")
+    if choice == "bad":
+        raise UserError(f"train.compile must be auto, true or false, not '{cfg.compile}'")
+    return torch.cuda.is_available() if choice is None else bool(choice)
+
+
 def grad_accum_steps(cfg: TrainConfig, num_processes: int) -> int:
-    """``grad_accum``, or ``global_batch_size / (batch_size * processes)``; the two must agree."""
-    per_step = cfg.batch_size * num_processes
+    """``grad_accum``, or ``global_batch_size / (batch_size * processes)``; the two must agree.
+
+    A per-device ``batch_size`` bigger than the global batch's share of a process is lowered to that
+    share (``cfg`` is updated): the seed recipe's 64 on one GPU is 8 per device on 8 GPUs, grad_accum 1,
+    so the same config runs as written on any number of GPUs that divides the global batch."""
     if cfg.global_batch_size is None:
         return cfg.grad_accum or 1
+    share, rest = divmod(cfg.global_batch_size, num_processes)
+    if cfg.batch_size > share and not rest and share:
+        cfg.batch_size = share
+    per_step = cfg.batch_size * num_processes
     if cfg.global_batch_size % per_step:
+        hint = cfg.global_batch_size // num_processes
+        fix = (
+            f": pass --train.batch_size {hint} or less" if cfg.global_batch_size % num_processes == 0 else ""
+        )
         raise UserError(
             f"train.global_batch_size {cfg.global_batch_size} is not a multiple of batch_size "
-            f"{cfg.batch_size} x {num_processes} processes"
+            f"{cfg.batch_size} x {num_processes} processes{fix}"
         )
     derived = cfg.global_batch_size // per_step
     if cfg.grad_accum is not None and cfg.grad_accum != derived:
@@ -147,14 +176,14 @@ def build(cfg: Config) -> Trainer:
     accelerator = Accelerator(
         mixed_precision=mixed_precision(tc),
         gradient_accumulation_steps=grad_accum,
-        log_with="tensorboard",
+        log_with=trackers(tc.report_to) or None,
         project_config=ProjectConfiguration(project_dir=str(rundir.root), logging_dir=str(rundir.root)),
         step_scheduler_with_optimizer=False,
     )
     use_tf32(tc.tf32)
 
-    shards = load_shards(cfg.data.path)
-    identity = run_identity(cfg, shards.vocab_sha256)
+    shards = load_shards(cfg.data.path, cfg.data.verify)
+    identity = run_identity(cfg, shards.vocab_sha256, shards.manifest.get("plan_sha256"))
     rundir.check(identity, resume=bool(tc.resume))
     if shards.seq_length > cfg.model.max_position_embeddings:
         raise UserError(
@@ -167,28 +196,32 @@ def build(cfg: Config) -> Trainer:
     # Model, optimizer and the LR schedule (stepped by us once per optimizer step, never prepared).
     set_seed(tc.seed)
     model = build_model(cfg.model, tok, shards.dir.vocab_file, shards.train)
-    optimizer = build_optimizer(model, tc, fused=torch.cuda.is_available())
+    if tc.loss_chunks:
+        use_fused_loss(model, tc.loss_chunks)
+    # Fused AdamW (CUDA and CPU) can skip a NaN/inf step on the device (``found_inf``): no host sync.
+    optimizer = build_optimizer(model, tc, fused=True)
     scheduler = build_scheduler(optimizer, tc)
-    if tc.compile:
+    if compile_model(tc):
         model.compile()
     model, optimizer = accelerator.prepare(model, optimizer)
     set_seed(tc.seed, device_specific=True)  # same initial weights everywhere, different dropout per rank
     state = TrainState()
-    accelerator.register_for_checkpointing(scheduler, state)
-    resumed = load_checkpoint(accelerator, resume_candidates(cfg, rundir), state)
+    resumed = load_checkpoint(accelerator, resume_candidates(cfg, rundir), state, scheduler, run_id(identity))
 
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = EpochBatchSampler(
         len(shards.train), tc.batch_size, rank, world, tc.seed, state.epoch, state.offset
     )
-    collate = DenoisingCollator(pad_id=tok.pad_token_id)
+    collate = DenoisingCollator(
+        tok.pad_token_id, cfg.data.pad_to_multiple_of, cfg.data.decoder_attention_mask
+    )
     loader = make_loader(
         dataset, sampler, collate, cfg.data.num_workers, pin_memory=torch.cuda.is_available()
     )
     eval_noise = Denoiser.from_tokenizer(noise, tok, seed=cfg.eval.noise_seed)
     evaluation = Evaluation.build(shards.valid, eval_noise, cfg.eval, accelerator)
     config = accelerator.unwrap_model(model).config
-    meter = Throughput(flops_per_token(config, shards.seq_length), peak_flops(accelerator.device))
+    meter = Throughput(config, peak_flops(accelerator.device))
     return Trainer(
         cfg, accelerator, rundir, identity, shards, model, optimizer, scheduler, state, resumed, sampler,
         loader, collate, evaluation, meter, grad_accum,
@@ -199,16 +232,28 @@ def begin(t: Trainer) -> None:
     """Write the run directory (all checks have passed) and start TensorBoard."""
     acc = t.accelerator
     acc.wait_for_everyone()
+    config_yaml = yaml.safe_dump(t.cfg.to_dict(), allow_unicode=True, sort_keys=False)
     if acc.is_main_process:
-        config_yaml = yaml.safe_dump(t.cfg.to_dict(), allow_unicode=True, sort_keys=False)
         if t.rundir.start(t.identity, config_yaml):
             acc.print(
                 f"{t.rundir.root} held no checkpoint yet: starting afresh (the earlier logs are removed)"
             )
+        for name in t.rundir.clean_temporaries():
+            acc.print(f"removed {name}, left by an interrupted save")
     acc.wait_for_everyone()
-    acc.init_trackers(t.rundir.tensorboard_dir.name, config=t.cfg.flat())
-    run_logs = {"run/manifest": manifest_markdown(t.shards.manifest), "run/global_batch": t.global_batch}
-    acc.log(run_logs, step=t.state.step)
+    complete_export(t)
+    derived = {
+        "run.global_batch": t.global_batch,
+        "run.grad_accum": t.grad_accum,
+        "run.processes": acc.num_processes,
+    }
+    names = trackers(t.cfg.train.report_to)
+    tracking.start(acc, names, t.rundir.tensorboard_dir.name, {**t.cfg.flat(), **derived}, config_yaml)
+    acc.log({"run/manifest": manifest_markdown(t.shards.manifest)}, step=t.state.step)
+    params = sum(p.numel() for p in acc.unwrap_model(t.model).parameters())
+    acc.print(
+        startup_summary(params, t.cfg.train.max_steps, t.global_batch, len(t.shards.train), t.shards.manifest)
+    )
     precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
     acc.print(
         f"global batch {t.global_batch} = {t.cfg.train.batch_size} per device x grad_accum {t.grad_accum} x "
@@ -218,26 +263,127 @@ def begin(t: Trainer) -> None:
     )
 
 
+# -- the loss without full fp32 logits -------------------------------------------------------------------
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """``sum CE(hidden @ weight.T + bias, labels)`` over the rows whose label is not ``-100``, computed
+    in ``chunks`` slices of rows. The gradients are made in the forward pass, slice by slice (softmax
+    minus one-hot, times the weights / the hidden states), so no [tokens x vocab] tensor outlives one
+    slice: transformers' loss keeps the fp32 logits (the fp32 ``final_logits_bias`` promotes them)
+    and their log-softmax, GBs per micro-batch at vocab 21128. The matmuls run in ``dtype`` (the
+    autocast dtype, as ``lm_head`` would), the bias add, softmax and sums in fp32, as transformers does.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        labels: torch.Tensor,
+        chunks: int,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):
+            h, w, b = hidden.to(dtype), weight.to(dtype), bias.float()
+            grad_hidden = torch.empty_like(h)
+            grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            slices = zip(
+                h.tensor_split(chunks),
+                labels.tensor_split(chunks),
+                grad_hidden.tensor_split(chunks),
+                strict=True,
+            )
+            for rows, targets, grad_rows in slices:
+                logits = (rows @ w.T).float() + b
+                ignored = targets == IGNORE_INDEX
+                targets = targets.masked_fill(ignored, 0)[:, None]
+                log_z = logits.logsumexp(-1, keepdim=True)
+                total += (log_z - logits.gather(1, targets)).masked_fill(ignored[:, None], 0.0).sum()
+                grad = logits.sub_(log_z).exp_()  # softmax, in place of the logits
+                grad.scatter_add_(1, targets, torch.full_like(log_z, -1.0))
+                grad = grad.masked_fill_(ignored[:, None], 0.0).to(dtype)
+                grad_rows.copy_(grad @ w)
+                grad_weight += (grad.T @ rows).float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.dtypes = hidden.dtype, weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        hidden_dtype, weight_dtype = ctx.dtypes
+        return (
+            (grad_hidden * grad_total).to(hidden_dtype),
+            (grad_weight * grad_total).to(weight_dtype),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def use_fused_loss(model: torch.nn.Module, chunks: int) -> None:
+    """Make ``model(..., labels=...)`` compute its loss with ``LinearCrossEntropy`` (same value, the
+    mean over target tokens, without the full logits); without labels (evaluation, generation) the
+    model is unchanged. Set on the instance, before ``accelerator.prepare`` wraps it (autocast, DDP)."""
+
+    def forward(self: Any, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
+        if labels is None:
+            return type(self).forward(self, **inputs)
+        hidden = self.model(**inputs, use_cache=False).last_hidden_state
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        total = LinearCrossEntropy.apply(
+            hidden.flatten(0, 1),
+            self.lm_head.weight,
+            self.final_logits_bias[0],
+            labels.flatten(),
+            chunks,
+            dtype,
+        )
+        return Seq2SeqLMOutput(loss=total / (labels != IGNORE_INDEX).sum())
+
+    model.forward = MethodType(forward, model)
+
+
 # -- the loop ---------------------------------------------------------------------------------------------
 
 
 def loop(t: Trainer) -> Path:
-    """Optimizer steps until ``max_steps``; a NaN/inf step is skipped (and counted) instead of applied."""
+    """Optimizer steps until ``max_steps``; a NaN/inf step is skipped (and counted) instead of applied.
+
+    The steps never wait for the device: their numbers stay there (``StepStats``) until a step where a
+    hook is due (log, evaluate or save) reads them. A skipped step is not logged, evaluated or saved,
+    and ``max_bad_steps`` skipped steps in a row stop the run at that read.
+    """
     tc, acc = t.cfg.train, t.accelerator
     batches = iter(t.loader)
     bar = tqdm(
-        total=tc.max_steps, initial=t.state.step, disable=not acc.is_main_process, desc="train", unit="step"
+        total=tc.max_steps,
+        initial=t.state.step,
+        disable=not (acc.is_main_process and interactive()),  # else one log line per interval
+        desc="train",
+        unit="step",
     )
+    clock = Clock(first_step=t.state.step)
     window = LossWindow()
+    stats = StepStats.start(acc.device, t.state.bad_streak)
     t.model.train()
     while t.state.step < tc.max_steps:
-        loss, grad_norm = train_step(t, batches)
+        train_step(t, batches, stats)
         bar.update(1)
-        if loss is None:
-            stop_if_diverged(t)
+        if not any(
+            due(t.state.step, every, tc.max_steps) for every in (tc.log_every, tc.eval_every, tc.save_every)
+        ):
             continue
-        window.add(loss)
-        maybe_log(t, window, grad_norm, bar)
+        applied, worst_streak, grad_norm = stats.read(t.state, window)
+        stop_if_diverged(t, worst_streak)
+        if not applied:
+            continue
+        maybe_log(t, window, grad_norm, bar, clock)
         maybe_evaluate(t, bar)
         maybe_save(t)
     bar.close()
@@ -247,42 +393,103 @@ def loop(t: Trainer) -> Path:
     return t.rundir.final_export
 
 
-def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]]) -> tuple[float | None, float]:
-    """One optimizer step over ``grad_accum`` micro-batches: (mean loss over ranks, or None when the loss
-    or gradient was not finite and the update was skipped; the gradient norm)."""
+def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]], stats: StepStats) -> None:
+    """One optimizer step over ``grad_accum`` micro-batches, queued on the device without a host sync.
+
+    The loss is token-weighted over the whole step: the sum of every target token's loss, over all
+    micro-batches and all ranks, divided by the step's target tokens (one all-reduce of that count), so
+    64 x 1, 8 x 8 and 8 ranks x 8 train on the same loss. A NaN/inf loss or gradient norm skips the
+    update on the device (fused AdamW's ``found_inf``; under fp16 the grad scaler does it).
+    """
     acc, state = t.accelerator, t.state
-    step_loss = torch.zeros((), device=acc.device)
+    micro = []
     for _ in range(t.grad_accum):
         batch = next(batches)
         t.meter.add(batch)
         state.epoch, state.offset = t.sampler.advance(state.epoch, state.offset)
-        batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+        micro.append({k: v.to(acc.device, non_blocking=True) for k, v in batch.items()})
+    counts = [(batch["labels"] != IGNORE_INDEX).sum() for batch in micro]
+    tokens = acc.reduce(torch.stack(counts).sum(), reduction="sum")
+    scale = t.grad_accum * acc.num_processes / tokens  # acc.backward divides by grad_accum, DDP by ranks
+    loss_sum = torch.zeros((), device=acc.device)
+    for batch, count in zip(micro, counts, strict=True):
         with acc.accumulate(t.model):
-            loss = t.model(**batch).loss
-            acc.backward(loss)
-        step_loss += loss.detach()
-    grad_norm = acc.clip_grad_norm_(t.model.parameters(), t.cfg.train.max_grad_norm or math.inf)
-    mean_loss = acc.reduce(step_loss / t.grad_accum, reduction="mean").item()
-    norm = float(grad_norm) if grad_norm is not None else 0.0
-    finite = math.isfinite(mean_loss) and (math.isfinite(norm) or acc.mixed_precision == "fp16")
-    if finite:
-        t.optimizer.step()
-        state.bad_streak = 0
-    else:
-        state.bad_steps += 1
-        state.bad_streak += 1
+            loss = t.model(**batch).loss * count
+            acc.backward(loss * scale)
+        loss_sum += loss.detach()
+    grad_norm = gradient_norm(t)
+    step_loss = acc.reduce(loss_sum, reduction="sum") / tokens
+    finite = torch.isfinite(step_loss)
+    if acc.mixed_precision != "fp16" and acc.distributed_type != DistributedType.DEEPSPEED:
+        finite &= torch.isfinite(grad_norm)
+        t.optimizer.optimizer.found_inf = (~finite).float()  # build_optimizer(fused=True)
+    t.optimizer.step()
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
+    stats.record(step_loss, grad_norm, finite)
     state.step += 1
-    return (mean_loss if finite else None), norm
 
 
-def stop_if_diverged(t: Trainer) -> None:
-    if t.state.bad_streak >= t.cfg.train.max_bad_steps:
+def gradient_norm(t: Trainer) -> torch.Tensor:
+    """The global gradient norm, clipped to ``max_grad_norm`` only when that is set: with clipping off a
+    clip pass would only multiply every gradient by 1.0. Sharded (FSDP, DeepSpeed) and fp16-scaled
+    gradients take accelerate's path, which knows how to reduce and unscale them."""
+    acc, max_norm = t.accelerator, t.cfg.train.max_grad_norm
+    clip = 0 < max_norm < math.inf
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if clip or sharded or acc.mixed_precision == "fp16":
+        norm = acc.clip_grad_norm_(t.model.parameters(), max_norm if clip else math.inf)
+        return torch.zeros((), device=acc.device) if norm is None else norm  # None: DeepSpeed clips itself
+    return torch.nn.utils.get_total_norm([p.grad for p in t.model.parameters() if p.grad is not None])
+
+
+@dataclass
+class StepStats:
+    """The loop's numbers since the last read, on the device, so that no step waits for the GPU."""
+
+    loss: torch.Tensor  # summed loss of the applied steps
+    applied: torch.Tensor  # applied steps
+    skipped: torch.Tensor  # skipped (NaN/inf) steps
+    streak: torch.Tensor  # skipped steps in a row, up to the last step
+    worst: torch.Tensor  # the longest such streak since the last read
+    finite: torch.Tensor  # the last step was applied
+    grad_norm: torch.Tensor  # the last step's gradient norm
+
+    @classmethod
+    def start(cls, device: torch.device, streak: int) -> StepStats:
+        def scalar(value: float) -> torch.Tensor:
+            return torch.tensor(value, dtype=torch.float32, device=device)
+
+        return cls(scalar(0), scalar(0), scalar(0), scalar(streak), scalar(streak), scalar(1), scalar(0))
+
+    def record(self, loss: torch.Tensor, grad_norm: torch.Tensor, finite: torch.Tensor) -> None:
+        self.loss += torch.where(finite, loss, 0.0)
+        self.applied += finite
+        self.skipped += ~finite
+        self.streak = torch.where(finite, 0.0, self.streak + 1)
+        self.worst = torch.maximum(self.worst, self.streak)
+        self.finite, self.grad_norm = finite.float(), grad_norm.detach().float()
+
+    def read(self, state: TrainState, window: LossWindow) -> tuple[bool, int, float]:
+        """One host sync: move the sums into ``state`` and ``window``; (last step applied, the worst
+        streak of skipped steps since the last read, the last gradient norm)."""
+        values = [self.loss, self.applied, self.skipped, self.streak, self.worst, self.finite, self.grad_norm]
+        loss, applied, skipped, streak, worst, finite, grad_norm = torch.stack(values).tolist()
+        window.add(loss, int(applied))
+        state.bad_steps += int(skipped)
+        state.bad_streak = int(streak)
+        for total in (self.loss, self.applied, self.skipped):
+            total.zero_()
+        self.worst = self.streak.clone()
+        return bool(finite), int(worst), grad_norm
+
+
+def stop_if_diverged(t: Trainer, worst_streak: int) -> None:
+    if worst_streak >= t.cfg.train.max_bad_steps:
         done = t.rundir.complete_checkpoints()
         t.accelerator.end_training()
         raise UserError(
-            f"loss or gradient was NaN/inf for {t.state.bad_streak} steps in a row (up to step "
+            f"loss or gradient was NaN/inf for {worst_streak} steps in a row (up to step "
             f"{t.state.step}); stopped. Last good checkpoint: "
             f"{done[-1][1] if done else 'none'} (lower train.lr or check the data)"
         )
@@ -295,8 +502,8 @@ class LossWindow:
     total: float = 0.0
     steps: int = 0
 
-    def add(self, loss: float) -> None:
-        self.total, self.steps = self.total + loss, self.steps + 1
+    def add(self, total: float, steps: int) -> None:
+        self.total, self.steps = self.total + total, self.steps + steps
 
     def take(self) -> float:
         mean = self.total / self.steps
@@ -308,7 +515,7 @@ def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
-def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm) -> None:
+def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm, clock: Clock) -> None:
     tc, acc, state = t.cfg.train, t.accelerator, t.state
     if not due(state.step, tc.log_every, tc.max_steps):
         return
@@ -324,6 +531,8 @@ def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm) -> No
     if torch.cuda.is_available():
         logs["train/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     acc.log(logs, step=state.step)
+    if bar.disable:
+        acc.print(log_line(state.step, tc.max_steps, logs, clock))
     bar.set_postfix(
         loss=f"{logs['train/loss']:.4f}",
         lr=f"{logs['train/lr']:.2e}",
@@ -345,13 +554,21 @@ def maybe_evaluate(t: Trainer, bar: tqdm) -> None:
     )
 
 
+def complete_export(t: Trainer) -> None:
+    """The ``hf/step-N`` export of the resumed checkpoint, if a kill or a full disk cut it short."""
+    tc, step = t.cfg.train, t.state.step
+    if t.resumed and due(step, tc.save_every, tc.max_steps) and not t.rundir.export(step).is_dir():
+        export(t.accelerator, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(step))
+        t.accelerator.print(f"wrote {t.rundir.export(step)}, which the interrupted run did not finish")
+
+
 def maybe_save(t: Trainer) -> None:
     """A checkpoint and an ``hf/step-N`` export every ``save_every`` steps and at the last step."""
     tc, acc = t.cfg.train, t.accelerator
     if not due(t.state.step, tc.save_every, tc.max_steps):
         return
     with t.meter.paused():
-        save_checkpoint(acc, t.rundir, t.state, tc.keep_checkpoints)
+        save_checkpoint(acc, t.rundir, t.state, t.scheduler, run_id(t.identity), tc.keep_checkpoints)
         export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(t.state.step))
         if acc.is_main_process:
             t.rundir.prune(t.rundir.exports_dir, tc.keep_exports)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.__main__ import COMMANDS, _Parser
+from data_prep.cli import COMMANDS, Parser
 from data_prep.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,15 +116,16 @@ def clue_corpus(path: Path, docs: int, seed: int = 0) -> list[list[str]]:
 def cli(command: str, *argv: str) -> int:
     """Run one data-prep subcommand in this process, exactly as the dispatcher does."""
     module = importlib.import_module(COMMANDS[command][0])
-    parser = _Parser(prog=f"bart-data {command}")
+    parser = Parser(prog=f"bart-data {command}")
     module.configure(parser)
     return run_cli(lambda: module.run(parser.parse_args(list(argv))), "bart-data")
 
 
 def prepare(vocab: Path, inputs: list[Path], out: Path, *extra: str, defaults: tuple[str, ...] = ()) -> int:
-    """`data_prep prepare --quiet` of ``inputs`` with ``vocab`` into ``out``; ``extra`` beats ``defaults``."""
+    """`data_prep prepare --quiet --workers 1` of ``inputs`` with ``vocab`` into ``out``; ``extra`` beats
+    ``defaults`` (and both beat ``--workers 1``)."""
     argv = ["--input", *map(str, inputs), "--tokenizer", str(vocab), "--output", str(out), "--quiet"]
-    return cli("prepare", *argv, *defaults, *extra)
+    return cli("prepare", *argv, "--workers", "1", *defaults, *extra)
 
 
 def read_split(path: Path) -> list[dict[str, list[int]]]:

@@ -97,3 +97,12 @@ def test_matches_bart_shift_tokens_right_on_noised_examples():
     real = out["decoder_attention_mask"].bool()
     assert torch.equal(shifted[real], out["decoder_input_ids"][real])
     assert (out["decoder_input_ids"][:, 0] == CLS).all()
+
+
+def test_the_decoder_mask_can_be_left_out():
+    """Left out (the trainer's default), the other tensors stay exactly the same."""
+    batch = [example(5, 8), example(9, 6)]
+    full = DenoisingCollator(pad_id=PAD, pad_to_multiple_of=8)(batch)
+    lean = DenoisingCollator(pad_id=PAD, pad_to_multiple_of=8, decoder_attention_mask=False)(batch)
+    assert list(lean) == [k for k in KEYS if k != "decoder_attention_mask"]
+    assert all(torch.equal(lean[k], full[k]) for k in lean)

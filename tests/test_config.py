@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +55,14 @@ def test_bart_4_768_is_the_seed_recipe():
         0.1,
     )
     assert t.max_grad_norm == 0 and cfg.noise.preset == "uer"
-    # global batch 64 on 1, 8 or 16 GPUs
-    assert [grad_accum_steps(t, n) * t.batch_size * n for n in (1, 8)] == [64, 64]
+    # global batch 64: 64 x 1 on one GPU (the fast path); on 8 GPUs the same config runs 8 x 1 per device
+    assert (t.batch_size, grad_accum_steps(t, 1)) == (64, 1)
+    on_8 = dataclasses.replace(t)
+    assert (grad_accum_steps(on_8, 8), on_8.batch_size) == (1, 8)
+    on_16 = dataclasses.replace(t)
+    assert (grad_accum_steps(on_16, 16), on_16.batch_size) == (1, 4)
+    smaller = dataclasses.replace(t, batch_size=16)  # a 24 GB GPU: 16 x grad_accum 4
+    assert (grad_accum_steps(smaller, 1), smaller.batch_size) == (4, 16)
 
 
 def test_dotted_overrides_are_typed():
@@ -104,6 +112,10 @@ def test_yaml_file_errors(tmp_path):
         load_config(bad)
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+    gbk = tmp_path / "gbk.yaml"
+    gbk.write_bytes("train:\n  output_dir: 运行\n".encode("gbk"))
+    with pytest.raises(UserError, match="is not UTF-8 text"):
+        load_config(gbk)
 
 
 def test_cli_user_errors_are_one_line_exit_2(capsys, tmp_path):
@@ -142,3 +154,50 @@ def test_help_into_a_closed_pipe_exits_quietly():
     proc.stdout.close()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141 and err == b""
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("train.grad_accum", "-1", "at least 1"),
+        ("train.global_batch_size", "-8", "at least 1"),
+        ("train.batch_size", "0", "at least 1"),
+        ("train.lr", "0", "positive finite"),
+        ("train.lr", "nan", "positive finite"),
+        ("train.lr", "-1e-4", "positive finite"),
+        ("train.eps", "inf", "positive finite"),
+        ("train.max_grad_norm", "-1", ">= 0"),
+        ("train.beta2", "1.0", "[0, 1)"),
+        ("train.warmup_ratio", "1.5", "[0, 1]"),
+        ("train.warmup_ratio", "-0.1", "[0, 1]"),
+        ("train.keep_checkpoints", "-1", "at least 0"),
+        ("model.dropout", "1.0", "[0, 1)"),
+        ("model.attention_dropout", "-0.1", "[0, 1)"),
+        ("model.encoder_layers", "0", "at least 1"),
+        ("model.decoder_ffn_dim", "0", "at least 1"),
+        ("model.vocab_size", "0", "at least 1"),
+        ("model.encoder_attention_heads", "5", "must divide model.d_model"),
+        ("model.activation_function", "gleu", "must be one of"),
+        ("model.attn_implementation", "flash", "must be one of"),
+        ("model.init_logits_bias", "ones", "must be one of"),
+        ("train.mixed_precision", "fp8", "must be one of"),
+        ("eval.num_examples", "-1", "at least 0"),
+        ("eval.max_new_tokens", "0", "at least 1"),
+        ("data.num_workers", "-2", "at least 0"),
+    ],
+)
+def test_every_value_is_range_checked_when_the_config_loads(key, value, why):
+    with pytest.raises(UserError, match=re.escape(why)) as info:
+        load_config(None, {key: value})
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_values_at_the_edges_of_their_ranges_are_accepted():
+    edges = {
+        "train.warmup_ratio": "1",
+        "model.dropout": "0",
+        "eval.num_examples": "0",
+        "train.grad_accum": "1",
+    }
+    cfg = load_config(None, edges)
+    assert (cfg.train.warmup_ratio, cfg.model.dropout, cfg.eval.num_examples) == (1.0, 0.0, 0)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import BartForConditionalGeneration, BertTokenizer
 
+from pretrain.demo import what_it_learned
 from pretrain.report import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,9 @@ def test_every_stage_ran_and_says_what_it_produced(demo):
         assert (out / produced).is_file(), produced
     assert "中国的首都是[MASK]京\n  -> " in stdout  # the fill-ins of the seed card's prompts
     assert "eval accuracy:" in stdout and "unigram baseline" in stdout
+    assert "What this short run can and cannot do" in stdout and "on copied tokens" in stdout
+    assert f"curves (loss, accuracy vs the unigram baseline, LR, tokens/s): {out / 'curves.png'}" in stdout
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
@@ -67,6 +71,23 @@ def test_the_export_answers_the_seed_card_snippet(demo):
     assert ids[0] == tok.cls_token_id and all(0 <= i < len(tok) for i in ids)
     assert ids[-1] == tok.sep_token_id or len(ids) == 50  # stops at [SEP], else at max_length
     assert isinstance(tok.decode(ids, skip_special_tokens=True), str)
+
+
+def test_what_it_learned_says_it_copies_and_how_little_it_fills_in():
+    scalars = {
+        "eval/accuracy_copied": [(0.0, 240, 0.91)],
+        "eval/accuracy": [(0.0, 200, 0.2), (0.0, 240, 0.12)],
+        "eval/unigram_accuracy": [(0.0, 240, 0.04)],
+    }
+    text = what_it_learned(scalars)
+    assert "(its evaluation at step 240)" in text
+    assert "copy:    91% of the tokens the noise left in place come out right: it has learnt to copy" in text
+    assert (
+        "fill in: 12% of the corrupted (masked, replaced, moved) tokens come out right, 3.0 times the 4%"
+        in text
+    )
+    scalars["eval/accuracy_copied"] = [(0.0, 240, 0.3)]
+    assert "it has not even learnt to copy yet" in what_it_learned(scalars)
 
 
 def test_launcher_help_and_unknown_command():

@@ -97,9 +97,8 @@ def write_reference(export: Path, path: Path) -> None:
 def test_init_from_an_export_continues_from_its_weights(run, tmp_path):
     data, out = run
     final = out / "hf" / "final"
-    again = run_training(
-        data, tmp_path / "again", **{"model.init_from": str(final), "train.lr": 0.0, "train.max_steps": 1}
-    )
+    tiny_lr = {"train.lr": 1e-30, "train.max_steps": 1}  # a step far below every weight's ulp: unchanged
+    again = run_training(data, tmp_path / "again", **{"model.init_from": str(final), **tiny_lr})
     a, b = load_file(final / "model.safetensors"), load_file(again / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -114,4 +113,4 @@ def test_fill_in_cli(run, capsys):
     _, out = run
     assert fill_in_main([str(out / "hf" / "final"), "中国的首都是[MASK]京"]) == 0
     assert "中国的首都是[MASK]京\n  -> " in capsys.readouterr().out
-    assert fill_in_main([str(out)]) == 2
+    assert fill_in_main([str(out / "hf")]) == 2  # neither an export nor a run directory

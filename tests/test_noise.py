@@ -20,6 +20,7 @@ from transformers import BertTokenizer
 
 from data_prep.errors import UserError
 from data_prep.noise import KEEP, MASK, RANDOM, Denoiser, NoiseConfig, SpecialIds, Trace
+from data_prep.noise.spans import LengthSampler, scattered
 from pretrain.data import NoisedDataset
 
 PAD, UNK, CLS, SEP, MSK = 0, 100, 101, 102, 103
@@ -30,6 +31,7 @@ SPECIALS = {PAD, UNK, CLS, SEP, MSK}
 FIXED = {PAD, CLS, SEP, MSK}  # never masked ([UNK] is text that may be masked)
 WORD_START = np.arange(VOCAB) < PIECE
 TARGET = {"uer": 0.15, "bart": 0.30}
+DISJOINT = {"span_overlap": False, "insert_random": "per_token"}  # the bart preset before it matched fairseq
 Row = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 # chi-square critical values at alpha = 0.001 (upper 0.1% quantiles of the chi-square distribution)
@@ -102,24 +104,50 @@ def units_in(tr: Trace, whole_word: bool) -> int:
 # -- masked fraction, span lengths, outcomes ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", ["uer", "bart"])
-def test_masked_fraction_hits_the_target(rows, preset):
-    d = denoiser(preset)
+@pytest.mark.parametrize(("preset", "overrides"), [("uer", {}), ("bart", DISJOINT), ("bart", {})])
+def test_masked_fraction_hits_the_target(rows, preset, overrides):
+    d = denoiser(preset, **overrides)
     trs = traces(d, rows)
     units = np.array([t.units for t in trs])
     chosen = np.array([t.chosen for t in trs])
     budget = np.maximum(1, np.floor(TARGET[preset] * units + 0.5)).astype(int)
     fraction = chosen.sum() / units.sum()
-    assert abs(fraction - TARGET[preset]) <= 0.01 * TARGET[preset], fraction
     assert (chosen <= budget).all()
-    if preset == "bart":
-        assert (chosen == budget).all()  # scattered: exactly the budget
+    if d.cfg.span_overlap:  # the budget's worth of spans at random starts; overlaps merge: less is covered
+        assert 0.255 < fraction < 0.275, fraction
+        assert (chosen < budget).mean() > 0.95
     else:
+        assert abs(fraction - TARGET[preset]) <= 0.01 * TARGET[preset], fraction
+    if preset == "bart" and not d.cfg.span_overlap:
+        assert (chosen == budget).all()  # scattered: exactly the budget
+    elif preset == "uer":
         assert (chosen >= budget - 1).mean() > 0.99  # tiled: the budget unless no remaining span fits
     # Trace.chosen is what the pieces really cover
     assert [units_in(t, d.cfg.whole_word) for t in trs[:300]] == chosen[:300].tolist()
     if preset == "bart":  # whole words: fewer units than maskable tokens
         assert units.mean() < 0.9 * np.mean([np.isin(t.tgt, list(SPECIALS), invert=True).sum() for t in trs])
+
+
+def test_overlapping_spans_cover_their_union():
+    """fairseq's placement: distinct uniform starts, each span cut at the row's end, overlapping spans
+    merged (touching ones are not). Two spans of 5 units in 12: the mean cover and the share of merged
+    draws match the exact values from enumerating every ordered pair of starts."""
+    lengths = LengthSampler.from_probs(np.array([0, 0, 0, 0, 0, 1.0]))
+    n, pairs = 12, [(a, b) for a in range(12) for b in range(12) if a != b]
+    cover = np.mean([len(set(range(a, min(a + 5, n))) | set(range(b, min(b + 5, n)))) for a, b in pairs])
+    merged = np.mean([min(a, b) + 5 > max(a, b) for a, b in pairs])  # the later start inside the earlier
+    got = [scattered(lengths, n, 10, np.random.default_rng(i), overlap=True) for i in range(6000)]
+    for spans in got[:500]:
+        assert (spans.starts[1:] >= spans.stops[:-1]).all() and spans.stops.max() <= n
+        assert spans.chosen == int((spans.stops - spans.starts).sum()) and spans.zeros == 0
+    chosen = np.array([spans.chosen for spans in got])
+    assert abs(chosen.mean() - cover) < 4 * chosen.std() / np.sqrt(len(got)), (chosen.mean(), cover)
+    one = np.mean([len(spans.starts) == 1 for spans in got])
+    assert abs(one - merged) < 4 * np.sqrt(merged * (1 - merged) / len(got)), (one, merged)
+    touching = sum(len(s.starts) == 2 and s.stops[0] == s.starts[1] for s in got)
+    assert touching > 0  # adjacent spans stay two spans (fairseq keeps both heads)
+    disjoint = scattered(lengths, n, 10, np.random.default_rng(0))
+    assert disjoint.chosen == 10 and len(disjoint.starts) == 2  # never merged
 
 
 def test_uer_drawn_span_lengths_follow_truncated_geometric(rows):
@@ -231,6 +259,29 @@ def test_outcomes_are_applied_as_traced(rows, preset, overrides):
     for t in traces(d, rows[:150]):
         expected = rebuild(t, d.cfg)
         assert matches(t.src.tolist(), expected, t.inserted)
+
+
+@pytest.mark.parametrize("insert_ratio", [0.0, 0.01])
+def test_fairseq_insertions_make_ceil_random_ratio_of_them_random(rows, insert_ratio):
+    """fairseq: ``ceil(random_ratio * n)`` of ``n`` inserted tokens are random, for the zero-length spans'
+    inserts and the ``insert_ratio`` inserts apart (1 of 1 or 2, 2 of 11...); ``per_token``: each insert is
+    random with probability ``random_ratio``."""
+    shares = {}
+    for rule in ("fairseq", "per_token"):
+        d = denoiser("bart", insert_random=rule, insert_ratio=insert_ratio)
+        randoms = inserted = 0
+        for i, row in enumerate(rows[:400]):
+            t = d.trace(*row, epoch=0, index=i)
+            made = [v for v in rebuild(t, d.cfg) if v == MSK]  # the source's [MASK] before insertion
+            random_inserts = t.inserted - (int(np.count_nonzero(t.src == MSK)) - len(made))
+            zeros = min(int(np.count_nonzero(t.drawn == 0)), t.inserted)  # the zero-length spans' inserts
+            if rule == "fairseq":
+                assert random_inserts == math.ceil(0.1 * zeros) + math.ceil(0.1 * (t.inserted - zeros)), i
+            randoms += random_inserts
+            inserted += t.inserted
+        shares[rule] = randoms / inserted
+    assert shares["fairseq"] > (0.5 if insert_ratio == 0 else 0.15)
+    assert abs(shares["per_token"] - 0.1) < 0.04, shares
 
 
 # -- sentence permutation and rotation -------------------------------------------------------------------
@@ -433,10 +484,70 @@ def test_whole_word_never_splits_a_piece_from_its_word(preset):
         assert np.array_equal(masked[1:][piece], masked[:-1][piece])
 
 
+def with_words(row: Row, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``row`` with ``word_continues`` (as ``prepare --segment`` writes them): ~40% of the text tokens,
+    never [CLS], a [SEP] or the first token of a sentence."""
+    ids, sentence_ends, doc_ends = row
+    cont = rng.random(len(ids)) < 0.4
+    cont[[0, 1, *doc_ends.tolist(), *[e for e in sentence_ends.tolist() if e < len(ids)]]] = False
+    return ids, sentence_ends, doc_ends, np.flatnonzero(cont).astype(np.uint16)
+
+
+@pytest.mark.parametrize("preset", ["uer", "bart"])
+def test_whole_word_follows_the_rows_word_continues(preset):
+    rng = np.random.default_rng(4)
+    rows = [with_words(row, rng) for row in make_rows(200, seed=6)]
+    d = denoiser(preset, whole_word=True, rotate=0.5)
+    plain = denoiser(preset, whole_word=False, rotate=0.5)
+    split = 0
+    for i, row in enumerate(rows):
+        for den in (d, plain):
+            t = den.trace(*row, epoch=0, index=i)
+            x = t.tgt[t.order]
+            flag = np.zeros(len(x), dtype=bool)
+            flag[row[3]] = True
+            goes_on = np.append(flag[t.order], False)  # per token after the permutation
+            maskable = np.append(~np.isin(x, list(FIXED)), False)
+            maskable[row[2]] = False  # (rotation keeps every [SEP] in place)
+            bad = sum(
+                (goes_on[s] and maskable[s - 1]) or (goes_on[e] and maskable[e])
+                for s, e in zip(t.starts.tolist(), t.ends.tolist(), strict=True)
+            )
+            if den is plain:
+                split += bad
+                continue
+            assert not bad
+            first = maskable[:-1] & ~np.r_[False, maskable[:-2]]  # a token after a special starts a unit
+            assert t.units == int((maskable[:-1] & (~goes_on[:-1] | first)).sum())  # one unit per word
+    assert split > 100  # the check has teeth: without whole_word, words are split
+
+
+def test_word_continues_matter_only_with_whole_word_and_only_for_their_row():
+    rng = np.random.default_rng(8)
+    plain_rows = make_rows(12, seed=9)
+    rows = [with_words(row, rng) if i % 2 else row for i, row in enumerate(plain_rows)]
+    for preset in ("uer", "bart"):
+        d = denoiser(preset, whole_word=True, insert_ratio=0.05)
+        batch = d.batch(rows, 2, range(len(rows)))  # rows with and without the column in one batch
+        for i, (row, (src, _)) in enumerate(zip(rows, batch, strict=True)):
+            assert np.array_equal(src, d(*row, epoch=2, index=i)[0])
+        changed = [
+            not np.array_equal(src, d(*plain_rows[i], epoch=2, index=i)[0])
+            for i, (src, _) in enumerate(batch)
+        ]
+        assert not any(changed[0::2]) and all(changed[1::2])
+        off = denoiser(preset, whole_word=False)
+        for i, row in enumerate(rows):
+            assert np.array_equal(off(*row, epoch=0, index=i)[0], off(*plain_rows[i], epoch=0, index=i)[0])
+    with pytest.raises(ValueError, match="word_continues do not fit"):
+        denoiser("bart")(*plain_rows[0], [len(plain_rows[0][0])], epoch=0, index=0)
+
+
 KNOBS = st.fixed_dictionaries(
     {
         "mask_ratio": st.sampled_from([0.0, 0.01, 0.15, 0.3, 0.5, 1.0]),
         "span_layout": st.sampled_from(["tiled", "scattered"]),
+        "span_overlap": st.booleans(),
         "span_distribution": st.sampled_from(["geometric", "poisson"]),
         "span_max_length": st.sampled_from([0, 1, 3, 10]),
         "random_ratio": st.sampled_from([0.0, 0.1, 0.5]),
@@ -447,6 +558,7 @@ KNOBS = st.fixed_dictionaries(
         "permute_sentences": st.sampled_from([0.0, 0.3, 1.0]),
         "rotate": st.sampled_from([0.0, 0.5]),
         "insert_ratio": st.sampled_from([0.0, 0.1, 1.0]),
+        "insert_random": st.sampled_from(["per_token", "fairseq"]),
     }
 )
 
@@ -481,7 +593,9 @@ def test_invariants_hold_for_any_row_and_setting(seed, length, docs, sentence, p
     assert t.units == (words if knobs["whole_word"] else text).sum()
     assert t.chosen == units_in(t, knobs["whole_word"]) and t.chosen <= t.units
     budget = 0 if not t.units or not knobs["mask_ratio"] else max(1, int(knobs["mask_ratio"] * t.units + 0.5))
-    assert t.chosen == budget if knobs["span_layout"] == "scattered" else t.chosen <= budget
+    exact = knobs["span_layout"] == "scattered" and not knobs["span_overlap"]
+    assert t.chosen == budget if exact else t.chosen <= budget
+    assert (t.starts[1:] >= t.ends[:-1]).all()  # sorted, disjoint pieces (overlapping spans merged)
     assert text[t.starts].all() and text[t.ends - 1].all()  # pieces cover text only
     assert all(text[s:e].all() for s, e in zip(t.starts.tolist(), t.ends.tolist(), strict=True))
     assert matches(t.src.tolist(), rebuild(t, d.cfg), t.inserted)
@@ -568,36 +682,31 @@ def test_the_trainers_dataset_noises_a_micro_batch_at_once(rows):
         assert np.array_equal(item["input_ids"], src) and np.array_equal(item["labels"], tgt)
 
 
-PINNED_SHORT = {
-    "uer": [
-        101,
-        132,
-        798,
-        501,
-        592,
-        603,
-        102,
-        103,
-        103,
-        941,
-        817,
-        839,
-        551,
-        982,
-        981,
-        139,
-        208,
-        311,
-        555,
-        824,
-    ]
-    + [868, 372, 150, 513, 446, 664, 994, 278, 755, 103, 623, 856, 103, 351, 789, 251, 672, 461, 103, 102],
-    "bart": [101, 103, 132, 103, 103, 798, 501, 592, 603, 102, 103, 139, 208, 311, 555, 824, 868, 372, 150]
-    + [513, 446, 664, 994, 103, 103, 789, 251, 672, 103, 461, 102],
-}
+PINNED_SHORT = [
+    (
+        "uer",
+        {},
+        [101, 132, 798, 501, 592, 603, 102, 103, 103, 941, 817, 839, 551, 982, 981, 139, 208, 311, 555]
+        + [824, 868, 372, 150, 513, 446, 664, 994, 278, 755, 103, 623, 856, 103, 351, 789, 251, 672, 461]
+        + [103, 102],
+    ),
+    (
+        "bart",
+        DISJOINT,
+        [101, 103, 132, 103, 103, 798, 501, 592, 603, 102, 103, 139, 208, 311, 555, 824, 868, 372, 150]
+        + [513, 446, 664, 994, 103, 103, 789, 251, 672, 103, 461, 102],
+    ),
+    (
+        "bart",
+        {},
+        [101, 132, 798, 501, 829, 592, 603, 102, 134, 514, 941, 817, 839, 551, 982, 981, 103, 139, 208]
+        + [311, 555, 824, 868, 372, 103, 278, 103, 623, 856, 103, 142, 351, 103, 103, 461, 102],
+    ),
+]
 PINNED_DIGESTS = [  # sha256 (first 16 hex digits) of the outputs for 20 rows of 512 ids, epoch 3
     ("uer", {}, "2ffca38bef6ecff6"),
-    ("bart", {}, "18f0cdc5727c04ca"),
+    ("bart", DISJOINT, "18f0cdc5727c04ca"),  # the old bart preset's pin: that noise is kept, bit for bit
+    ("bart", {}, "820f77ff6d154f3b"),
     (
         "uer",
         {"rotate": 0.5, "insert_ratio": 0.05, "whole_word": True, "permute_sentences": 0.5},
@@ -605,8 +714,13 @@ PINNED_DIGESTS = [  # sha256 (first 16 hex digits) of the outputs for 20 rows of
     ),
     (
         "bart",
-        {"rotate": 0.5, "insert_ratio": 0.05, "replace_length": -1, "keep_ratio": 0.1},
+        {"rotate": 0.5, "insert_ratio": 0.05, "replace_length": -1, "keep_ratio": 0.1, **DISJOINT},
         "118556ebcbb7b077",
+    ),
+    (
+        "bart",
+        {"rotate": 0.5, "insert_ratio": 0.05, "replace_length": -1, "keep_ratio": 0.1},
+        "2b5d82dc603e4fab",
     ),
 ]
 
@@ -614,8 +728,9 @@ PINNED_DIGESTS = [  # sha256 (first 16 hex digits) of the outputs for 20 rows of
 def test_outputs_are_pinned():
     """Exact outputs, so that an optimisation cannot silently change what the model is trained on."""
     row = make_row(np.random.default_rng(11), length=40, docs=2, sentence=6)
-    for preset, want in PINNED_SHORT.items():
-        assert denoiser(preset, rotate=0.5, insert_ratio=0.1)(*row, epoch=1, index=5)[0].tolist() == want
+    for preset, overrides, want in PINNED_SHORT:
+        d = denoiser(preset, rotate=0.5, insert_ratio=0.1, **overrides)
+        assert d(*row, epoch=1, index=5)[0].tolist() == want, (preset, overrides)
     rows = make_rows(20, seed=12, extra=(UNK,))
     for preset, overrides, want in PINNED_DIGESTS:
         d = denoiser(preset, **overrides)
@@ -647,7 +762,10 @@ def test_one_sentence_and_no_terminal_punctuation(rows, preset):
         for sentence_ends in (doc_ends, None):  # sentence_ends defaults to doc_ends
             t = d.trace(ids, sentence_ends, doc_ends, epoch=0, index=i)
             assert np.array_equal(t.order, np.arange(len(ids)))
-            assert abs(t.chosen - TARGET[preset] * t.units) <= 1
+            if d.cfg.span_overlap:  # overlapping spans merge: they cover less than the budget
+                assert 0.2 * t.units < t.chosen <= TARGET[preset] * t.units + 1
+            else:
+                assert abs(t.chosen - TARGET[preset] * t.units) <= 1
             assert t.src[0] == CLS and t.src[-1] == SEP
     ids = np.array([CLS, *range(200, 260), SEP])  # one document, defaults from the [SEP] positions
     a = d.trace(ids, epoch=0, index=0)
@@ -735,6 +853,8 @@ def test_presets():
         1,
     )
     assert bart.whole_word and bart.keep_ratio == 0.0 and bart.random_ratio == 0.1
+    assert bart.span_overlap and bart.insert_random == "fairseq"  # fairseq's own rules
+    assert not uer.span_overlap and uer.insert_random == "per_token"
     probs = uer.span_length_probs()
     assert probs[0] == 0 and np.allclose(probs[1:], np.array([0.2, 0.16, 0.128]) / 0.488)
     assert abs(bart.span_length_probs().sum() - 1) < 1e-12
@@ -774,6 +894,8 @@ def test_overrides_given_as_strings_are_typed():
         ({"replace_length": 2}, "'replace_length' must be -1, 0 or 1"),
         ({"collapse_masks": "maybe"}, "'collapse_masks' expects bool"),
         ({"whole_word": 2}, "'whole_word' expects bool"),
+        ({"span_overlap": "sometimes"}, "'span_overlap' expects bool"),
+        ({"insert_random": "always"}, "'insert_random' must be per_token or fairseq"),
         ({"preset": "bart"}, "choose the noise preset with the preset option"),
         ({"mask_ratoi": 0.3}, "unknown noise parameter 'mask_ratoi' (did you mean mask_ratio"),
         ({"nonsense": 1}, "unknown noise parameter 'nonsense' (known: mask_ratio, span_layout"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from helpers import cli, clue_corpus, read_split, small_vocab_dir
 from transformers import BertTokenizer
 
 from data_prep.noise import Denoiser, NoiseConfig
+from data_prep.tokenizer import readable
 from pretrain.data import NoisedDataset, load_shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +58,36 @@ def test_default_output_is_decoded_source_and_target(capsys, prepared, rows, tok
     lines = captured.out.splitlines()
     headers = [line for line in lines if line.startswith("── example")]
     assert len(headers) == 3 and headers[0].startswith("── example 0 (epoch 0, ")
-    targets = [line.removeprefix("target: ") for line in lines if line.startswith("target: ")]
-    sources = [line.removeprefix("source: ") for line in lines if line.startswith("source: ")]
-    assert targets == [tok.decode(r["input_ids"]) for r in rows[:3]]
+    targets = [line.removeprefix("target : ") for line in lines if line.startswith("target : ")]
+    sources = [line.removeprefix("source : ") for line in lines if line.startswith("source : ")]
+    assert targets == [readable(tok, r["input_ids"]) for r in rows[:3]]
+    assert not any(re.search("[\u4e00-\u9fff] | [\u4e00-\u9fff]", t) for t in targets)  # no decode() spaces
     assert len(sources) == 3 and all("[MASK]" in s for s in sources) and sources != targets
     assert all(s.startswith("[CLS]") and s.endswith("[SEP]") for s in sources)
-    assert captured.err.strip() == f"3 examples from {prepared / 'train'}, preset uer"
+    assert captured.err.splitlines()[0] == f"3 examples from {prepared / 'train'}, preset uer"
+
+
+def test_the_preview_marks_what_changed(capsys, prepared, rows, tok):
+    args = [
+        "--limit",
+        "6",
+        "--set",
+        "permute_sentences=0",
+        "--set",
+        "random_ratio=0.3",
+        "--set",
+        "keep_ratio=0.3",
+    ]
+    assert cli("noise", str(prepared), *args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    changes = [line.removeprefix("changes: ") for line in lines if line.startswith("changes: ")]
+    sources = [line.removeprefix("source : ") for line in lines if line.startswith("source : ")]
+    assert "0% of the tokens moved" in lines[0]
+    for change, source, row in zip(changes, sources, rows, strict=False):
+        assert re.sub("[⟦⟧⟪⟫⟨⟩]", "", change) == readable(tok, row["input_ids"])  # the target, marked
+        masked = re.findall("⟦[^⟧]*⟧", change)
+        assert masked and len(masked) >= source.count("[MASK]")  # adjacent masked pieces share one [MASK]
+    assert any("⟪" in c for c in changes) and any("⟨" in c for c in changes)
 
 
 @pytest.mark.parametrize("preset", ["uer", "bart"])
@@ -114,7 +140,7 @@ def test_set_overrides_the_noise(capsys, prepared, rows, tok):
         (["{dir}", "--set", "mask_ratio=2"], "noise parameter 'mask_ratio' must be between 0 and 1"),
         (["{dir}", "--set", "mask_ratio"], "--set expects KEY=VALUE, got 'mask_ratio'"),
         (["{dir}", "--preset", "foo"], "invalid choice: 'foo'"),
-        (["{dir}", "--limit", "-1"], "must be >= 0"),
+        (["{dir}", "--limit", "-1"], "--limit: must be at least 0"),
         (["{dir}", "--start", "1000"], "--start 1000 is past the end of"),
     ],
 )

@@ -1,10 +1,11 @@
 """The vectorized ``Denoiser`` against ``data_prep.noise.reference.Reference``, the per-token spec.
 
 The two make the same noise with different generators, so they are compared on statistics over 400
-synthetic rows of 512 ids, for the four configurations of ``bench/bench_noise.py``. The tolerances are about
-5 standard deviations of the difference between the two (4 for the random-token share), measured over 15
-epochs; they still fail when ``mask_ratio`` is off by 0.02, collapsing is switched, ``random_ratio`` is off
-by 0.03 or insertion is dropped.
+synthetic rows of 512 ids, for the four configurations of ``bench/bench_noise.py`` and both settings of
+``span_overlap`` and ``insert_random``. The tolerances are about 5 standard deviations of the difference
+between the two (4 for the random-token share), measured over 15 epochs; they still fail when
+``mask_ratio`` is off by 0.02, collapsing is switched, ``random_ratio`` is off by 0.03, insertion is
+dropped, spans stop overlapping or the insertion rule is switched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ CONFIGS = {
     "bart": ("bart", {}),
     "uer+all": ("uer", {"whole_word": True, "rotate": 0.5, "insert_ratio": 0.05}),
     "bart+all": ("bart", {"rotate": 0.5, "insert_ratio": 0.05}),
+    # the other placement and insertion rule (the bart preset before it followed fairseq)
+    "bart-disjoint": ("bart", {"span_overlap": False, "insert_random": "per_token"}),
+    # a few inserts, where the two insertion rules differ most: fairseq makes ceil(0.1 * 2) = 1 of 2 random
+    "bart+inserts": ("bart", {"mask_ratio": 0.02, "insert_ratio": 0.004}),
 }
 # relative tolerance on: mean source length, [MASK] share of the source, random-token share of the source
 TOLERANCE = (0.004, 0.035, 0.14)
@@ -85,3 +90,37 @@ def test_invariants(sources, rows, name):
             assert np.count_nonzero(src == special) == np.count_nonzero(ids == special)
         assert np.count_nonzero(src == MSK) >= np.count_nonzero(ids == MSK)  # the input's [MASK] stay
         assert src.min() >= 0 and src.max() < VOCAB
+
+
+WORD_CONFIGS = {"bart": ("bart", {}), "uer+whole_word": ("uer", {"whole_word": True, "rotate": 0.5})}
+
+
+@pytest.fixture(scope="module")
+def word_rows(rows) -> list[tuple[np.ndarray, ...]]:
+    """``rows`` with ``word_continues`` as ``prepare --segment`` writes them: 45% of the tokens continue a
+    word (never [CLS], a [SEP] or a sentence's first token), many more than the ``##`` pieces."""
+    rng = np.random.default_rng(1)
+    out = []
+    for ids, sentence_ends, doc_ends in rows:
+        cont = rng.random(len(ids)) < 0.45
+        cont[[0, 1, *doc_ends.tolist(), *[e for e in sentence_ends.tolist() if e < len(ids)]]] = False
+        out.append((ids, sentence_ends, doc_ends, np.flatnonzero(cont)))
+    return out
+
+
+@pytest.mark.parametrize("name", list(WORD_CONFIGS))
+def test_statistics_agree_with_word_boundaries(word_rows, rows, name):
+    preset, overrides = WORD_CONFIGS[name]
+    fast = Denoiser(
+        NoiseConfig.from_preset(preset, **overrides), SP, seed=1, word_start=np.arange(VOCAB) < PIECE
+    )
+    ref = Reference.like(fast)
+    by_fast = statistics([src for src, _ in fast.batch(word_rows, 0, range(ROWS))], rows)
+    by_ref = statistics([np.array(ref(*row, epoch=0, index=i)) for i, row in enumerate(word_rows)], rows)
+    for what, f, r, tol in zip(
+        ("length", "[MASK] share", "random share"), by_fast, by_ref, TOLERANCE, strict=True
+    ):
+        assert abs(f / r - 1) <= tol, f"{what}: denoiser {f:.4f}, reference {r:.4f}"
+    if preset == "bart":  # teeth: by the ## pieces alone (the boundaries ignored) the noise is another one
+        by_pieces = statistics([src for src, _ in fast.batch(rows, 0, range(ROWS))], rows)
+        assert abs(by_pieces[1] / by_fast[1] - 1) > 3 * TOLERANCE[1]

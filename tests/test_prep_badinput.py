@@ -204,3 +204,18 @@ def test_console_entry_point_exit_status(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"bart-data: error: input path does not exist: {tmp_path}/missing.txt"
     ]
+
+
+def test_fewer_files_than_parts_says_so_and_the_empty_part_still_merges(tmp_path, vocab, capsys):
+    corpus = tmp_path / "a.txt"
+    corpus.write_text("中国人。\n我们好。\n\n大学生。\n", encoding="utf-8")
+    errs = []
+    for i in (1, 2):
+        assert prepare(vocab, [corpus], tmp_path / f"p{i}", "--part", f"{i}/2") == 0
+        errs.append(capsys.readouterr().err)
+    assert "warning: --part 1/2 gets none of the 1 input file (parts are whole files" in errs[0]
+    assert "warning: 1 input file for 2 parts: parts are whole files, so some parts are empty" in errs[1]
+    assert cli("merge", "--output", str(tmp_path / "m"), str(tmp_path / "p1"), str(tmp_path / "p2")) == 0
+    assert prepare(vocab, [corpus], tmp_path / "whole") == 0
+    merged, whole = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("m", "whole"))
+    assert merged["counts"] == whole["counts"] and merged["counts"]["train"]["documents"] == 2

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import os
 
 import datasets
 import pytest
@@ -149,4 +150,40 @@ def test_subcommand_help_shows_the_defaults(capsys):
         main(["prepare", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "ids per example, [CLS]/[SEP] included (default: 512)" in out
-    assert "worker processes (default: 1)" in out and "(default: clue)" in out
+    assert "--unit-mb) (default: auto)" in out and "(default: clue)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["noise", "{shards}", "--seed", "-1"], "--seed: must be at least 0"),
+        (["noise", "{shards}", "--epoch", "-2"], "--epoch: must be at least 0"),
+        (["inspect", "{shards}", "--bins", "-3"], "--bins: must be at least 1"),
+        (["inspect", "{shards}", "--examples", "two"], "expected an integer"),
+        (
+            ["prepare", "--input", "{shards}", "--tokenizer", "x", "--output", "o", "--unit-mb", "nan"],
+            "--unit-mb",
+        ),
+        (
+            ["prepare", "--input", "{shards}", "--tokenizer", "x", "--output", "o", "--unit-mb", "inf"],
+            "--unit-mb",
+        ),
+    ],
+)
+def test_out_of_range_numbers_are_one_line_errors(shards, capsys, argv, why):
+    assert main([a.format(shards=shards) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert why in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_workers_default_to_the_usable_cores_but_never_more_than_the_units(capsys):
+    from data_prep.cli.prepare import worker_count
+
+    cores = len(os.sched_getaffinity(0))
+    assert worker_count("3", [10], 16.0) == 3
+    assert worker_count("auto", [1000, 2000], 16.0) == min(cores, 2)  # two small files: two units
+    assert worker_count("auto", [10 * 2**20], 1.0) == min(cores, 10)
+    assert worker_count("auto", [], 16.0) == 1
+    for bad in ("0", "-2", "many"):
+        assert main(["prepare", "--input", "x", "--tokenizer", "x", "--output", "o", "--workers", bad]) == 2
+        assert "--workers must be auto or a number" in capsys.readouterr().err

@@ -94,3 +94,52 @@ def test_short_documents_share_an_example():
     assert len(rows) == 1
     ids, sentence_ends, doc_ends = rows[0]
     assert doc_ends == [6, 13, 21] and sentence_ends == doc_ends and len(ids) == 22
+
+
+def pack_flagged(docs: list[list[int]], seq: int, one_document: bool):
+    """``pack`` with a word-continuation flag per token (token id % 3 == 0) and the rows' offsets of the
+    flagged tokens; the UER layout (``one_document``) packs without ``split_room`` (as ``prepare``)."""
+    rows, counts, repairs = [], SplitCounts(), Repairs()
+
+    def emit(ids, s, d, cont):
+        rows.append((ids.copy(), list(s), list(d), cont.tolist()))
+
+    packer = Packer(seq, CLS, SEP, emit, counts, repairs, None, one_document, word_continues=True)
+    next_id = 10
+    for doc in docs:
+        for n in doc:
+            tokens = np.arange(next_id, next_id + n, dtype=np.int32)
+            next_id += n
+            packer.add_sentence(tokens, tokens % 3 == 0)
+        packer.end_document()
+    packer.flush()
+    return rows, next_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=DOCS, seq=st.sampled_from([8, 16, 64]))
+def test_the_uer_layout_holds_one_document_per_example_with_whole_sentences(docs, seq):
+    rows, next_id = pack_flagged(docs, seq, one_document=True)
+    assert all(len(doc_ends) == 1 for _, _, doc_ends, _ in rows)  # never two documents in one example
+    assert len(rows) >= sum(1 for d in docs if sum(d))  # each document starts its own example
+    flat, row_of = [], []
+    for r, (ids, *_) in enumerate(rows):
+        body = [t for t in ids.tolist() if t not in (CLS, SEP)]
+        flat += body
+        row_of += [r] * len(body)
+    assert flat == list(range(10, next_id))  # every token once, in order: a long document continues
+    start = 0
+    for n in (n for d in docs for n in d if n):
+        if n <= seq - 2:  # a sentence that fits an example is never cut (UER-py's instances)
+            assert len(set(row_of[start : start + n])) == 1
+        start += n
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=DOCS, seq=st.sampled_from([8, 16, 64]), one_document=st.booleans())
+def test_word_flags_travel_with_their_tokens_and_never_start_a_sentence(docs, seq, one_document):
+    rows, _ = pack_flagged(docs, seq, one_document)
+    for ids, sentence_ends, doc_ends, cont in rows:
+        starts = {1} | set(sentence_ends) | {d + 1 for d in doc_ends}
+        flagged = {i for i, t in enumerate(ids.tolist()) if t not in (CLS, SEP) and t % 3 == 0}
+        assert cont == sorted(flagged - starts)

@@ -224,3 +224,33 @@ def test_a_killed_worker_fails_the_run_with_one_line_and_resume_finishes(tmp_pat
     assert "Traceback" not in err
     assert cli("prepare", *args, "--quiet", "--output", str(out), "--resume", "--workers", "2") == 0
     assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the workers")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_exit_when_the_main_process_is_killed(tmp_path, vocab, sig):
+    src = tmp_path / "src"
+    for i in range(3):
+        clue_corpus(src / f"f{i}.txt", 1500, seed=300 + i)
+    args = ["--input", str(src), "--tokenizer", str(vocab), "--seq-length", "96", "--unit-mb", "0.01"]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(FIXTURES), "prepare", *args, "--quiet", "--output", str(out), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_units(proc, out / ".prep" / "units", 3)
+    workers = _worker_pids(proc.pid)
+    assert proc.poll() is None and len(workers) == 2, "prepare finished before it could be killed"
+    os.kill(proc.pid, sig)  # the main process only: its workers are not told
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "orphaned workers kept running after their main process died"
+    assert cli("prepare", *args, "--quiet", "--output", str(out), "--resume", "--workers", "2") == 0
+    assert cli("prepare", *args, "--quiet", "--output", str(tmp_path / "ref")) == 0
+    assert tree_bytes(out) == tree_bytes(tmp_path / "ref")

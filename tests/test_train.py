@@ -14,8 +14,10 @@ import torch
 from helpers import run_training, scalars, train_until_interrupted
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from data_prep.errors import UserError
+from data_prep.shards import file_digest
 from pretrain.__main__ import main
 from pretrain.report import summarize
 
@@ -88,8 +90,20 @@ def test_tensorboard_scalars_text_and_hparams(learned_run):
     assert all("[MASK]" not in c[2] and re.search(r"[\u4e00-\u9fff]", c[2]) for c in cells[2:])
     assert "[UNK]" not in samples[-1]
     assert '"seq_length": 48' in texts["run/manifest/text_summary"][0]
-    hparams = list((learned_run / "tensorboard").glob("*/hparams.yml"))
-    assert hparams and "train.lr: 0.003" in hparams[0].read_text()
+    assert "max_steps: 60" in texts["run/config/text_summary"][0]  # config.yaml in the Text tab
+    # the hyper-parameters live in the run itself (no sub-run per launch), linked to the eval metrics
+    assert [p for p in (learned_run / "tensorboard").iterdir() if p.is_dir()] == []
+    assert "run/global_batch" not in s  # constants are hyper-parameters, not scalars
+    data = {
+        tag: HParamsPluginData.FromString(acc.SummaryMetadata(tag).plugin_data.content)
+        for tag in ("_hparams_/experiment", "_hparams_/session_start_info")
+    }
+    assert {m.name.tag for m in data["_hparams_/experiment"].experiment.metric_infos} == {
+        "eval/loss",
+        "eval/accuracy",
+    }
+    started = data["_hparams_/session_start_info"].session_start_info.hparams
+    assert started["train.lr"].number_value == 0.003 and started["run.global_batch"].number_value == 4
 
 
 def test_checkpoints_exports_and_report(learned_run):
@@ -179,6 +193,7 @@ def test_bad_input_is_a_user_error(shards, tmp_path):
         run_training(other_vocab, tmp_path / "c")
     manifest = json.loads((other_vocab / "manifest.json").read_text())
     manifest["vocab_sha256"] = hashlib.sha256(vocab.read_bytes()).hexdigest()
+    manifest["files"]["tokenizer/vocab.txt"] = file_digest(vocab)  # a consistent other vocab
     (other_vocab / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match=r"holds a different run \(differs in vocab_sha256\)"):
         run_training(other_vocab, run, **{"train.max_steps": 4, "train.resume": "auto"})
@@ -227,5 +242,23 @@ def test_empty_train_split(shards, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(shards, broken)
     shutil.rmtree(broken / "train")
-    with pytest.raises(UserError, match="train does not exist"):
+    with pytest.raises(UserError, match=r"broken/train/\S+ is missing \(listed in manifest.json\)"):
         run_training(broken, tmp_path / "a")
+
+
+def test_without_a_terminal_each_log_interval_is_one_plain_line(shards, tmp_path, capsys):
+    run_training(shards, tmp_path / "run", **{"train.max_steps": 4, "train.log_every": 2})
+    out, err = capsys.readouterr()
+    assert "\r" not in err  # no progress bar: stderr is not a terminal here
+    lines = [line for line in out.splitlines() if re.match(r"step \d+/\d+ loss ", line)]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    assert re.fullmatch(
+        r"step 4/4 loss \d+\.\d{4} lr \S+ grad_norm \d+\.\d{3} tokens/s [\d,]+ "
+        r"elapsed \d:\d\d:\d\d eta 0:00:00",
+        lines[-1],
+    ), lines[-1]
+    summary = next(line for line in out.splitlines() if line.startswith("model: "))
+    assert re.search(
+        r"M parameters; plan: 4 steps x 4 examples = [\d.]+ B target tokens, 0\.12 epochs", summary
+    )
+    assert "real-token fill ratio 9" in summary

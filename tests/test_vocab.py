@@ -132,3 +132,24 @@ def test_vocab_is_identical_run_to_run(tmp_path):
     chars = [t for t in tokens[5:] if len(t) == 1]
     assert tokens[5 : 5 + len(chars)] == sorted(chars) and len(chars) == 150
     assert any(t.startswith("##") and len(t) > 3 for t in tokens)  # merges were learnt
+
+
+def test_a_vocab_smaller_than_asked_says_why(tmp_path, capsys):
+    """11 characters (中国人民大会堂 h e l o), 3 ##characters (##e ##l ##o) and the 4 merges that make
+    ``hello`` one piece: 5 + 11 + 3 + 4 = 23 tokens, whatever the asked size."""
+    (tmp_path / "c.txt").write_text("中国人民大会堂 hello hello\n\n" * 5, encoding="utf-8")
+    args = ["--input", str(tmp_path / "c.txt"), "--vocab-size", "1000", "--quiet"]
+    assert cli("vocab", *args, "--output", str(tmp_path / "v")) == 0
+    out = capsys.readouterr().out
+    assert len((tmp_path / "v" / "vocab.txt").read_text(encoding="utf-8").splitlines()) == 23
+    assert (
+        "only 23 of the 1,000 tokens asked for: the corpus has no more pairs of pieces seen at least 2" in out
+    )
+    assert "distinct characters were left out" not in out
+    assert cli("vocab", *args, "--output", str(tmp_path / "w"), "--limit-alphabet", "9") == 0
+    out = capsys.readouterr().out
+    assert (
+        "2 of the corpus's 11 distinct characters were left out" in out and "--limit-alphabet 11 keeps" in out
+    )
+    assert cli("vocab", *args[:2], "--vocab-size", "23", "--quiet", "--output", str(tmp_path / "x")) == 0
+    assert "asked for" not in capsys.readouterr().out  # exactly the asked size: nothing to explain

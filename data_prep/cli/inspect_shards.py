@@ -7,25 +7,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 
+from data_prep.cli import int_at_least
+from data_prep.errors import UserError
 from data_prep.manifest import repairs_line
 from data_prep.shards import SPLITS, ShardDir
+from data_prep.tokenizer import readable
 
 BAR_WIDTH = 40
-_SPACE_NEAR_CJK = re.compile(r"(?<=[^\x00-\x7f]) | (?=[^\x00-\x7f])")  # decode() spaces every token
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, metavar="DIR", help="a directory made by `data_prep prepare`")
-    parser.add_argument("--examples", type=int, default=3, help="decoded examples to print")
-    parser.add_argument("--bins", type=int, default=8, help="bars in the length histogram")
+    parser.add_argument("--examples", type=int_at_least(0), default=3, help="decoded examples to print")
+    parser.add_argument("--bins", type=int_at_least(1), default=8, help="bars in the length histogram")
     parser.add_argument("--json", action="store_true", help="print the manifest and histogram as JSON only")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="first check every file against the manifest's sha256 and every id against the vocab",
+    )
 
 
 def load_lengths(shards: ShardDir, split: str) -> tuple[np.ndarray, Any]:
@@ -47,6 +53,10 @@ def histogram(lens: np.ndarray, seq_length: int, bins: int) -> list[dict[str, An
 def run(args: argparse.Namespace) -> int:
     shards = ShardDir.open(args.dir)
     manifest = shards.read_manifest()
+    if args.verify:
+        verify(shards, manifest)
+    else:
+        shards.verify(manifest, hashes=False)  # sizes: a truncated file is named, not a pyarrow traceback
     seq = int(manifest["seq_length"])
     report: dict[str, Any] = {}
     loaded = {}
@@ -76,6 +86,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify(shards: ShardDir, manifest: dict[str, Any]) -> None:
+    """Every file against its sha256, the tokenizer's special ids, every id inside the vocab (UserError)."""
+    files = shards.verify(manifest, hashes=True)
+    if not files:
+        raise UserError(f"{shards.manifest_file} records no checksums (made by an older prepare): re-run it")
+    vocab_size = len(shards.load_tokenizer(manifest))
+    rows = sum(shards.check_ids(split, vocab_size) for split in SPLITS)
+    print(f"verified: {files} files match their sha256, {rows:,} rows hold only ids below {vocab_size:,}")
+
+
 def _print_manifest(m: dict[str, Any]) -> None:
     print(f"tokenizer: {m['tokenizer']} (vocab {m['vocab_size']:,}, sha256 {m['vocab_sha256'][:16]}...)")
     print(f"seq_length: {m['seq_length']}, dtype: {m['dtype']}, special ids: {m['special_ids']}")
@@ -93,7 +113,7 @@ def _print_examples(shards: ShardDir, ds: Any, n: int) -> None:
     tok = shards.load_tokenizer()
     for i in np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int).tolist():
         row = ds[i]
-        text = _SPACE_NEAR_CJK.sub("", tok.decode(row["input_ids"]))
+        text = readable(tok, row["input_ids"])
         print(
             f"\nexample {i} ({len(row['input_ids'])} ids, {len(row['sentence_ends'])} sentences, "
             f"{len(row['doc_ends'])} documents):\n{text[:400]}{'...' if len(text) > 400 else ''}"

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from data_prep.atomic import atomic_dir
 from data_prep.errors import UserError
 from data_prep.job import finish
 from data_prep.manifest import HEADER_KEYS, Repairs, SplitCounts, UnitStats, print_summary
@@ -63,31 +64,44 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"output {out.root} exists and is not an empty directory")
     first = parts[0][1]
     header = {k: first[k] for k in HEADER_KEYS} | {"part": None}
-    layout = make_layout(first["vocab_size"], first["seq_length"])
-    unit_files: list[dict[str, str | None]] = []
-    stats: list[UnitStats] = []
-    sources: list[dict[str, Any]] = []
+    segmented = "segment" in first.get("options", {})
+    layout = make_layout(first["vocab_size"], first["seq_length"], word_continues=segmented)
+    for part, m in parts:  # a damaged part must not get fresh checksums in the merged manifest
+        part.verify(m, hashes=True)
     try:
-        for split in SPLITS:
-            out.split_dir(split).mkdir(parents=True, exist_ok=True)
-        shutil.copytree(parts[0][0].tokenizer_dir, out.tokenizer_dir)
-        for part, m in parts:
-            for split in SPLITS:
-                for name in part.split_files(split):
-                    _place(part.split_dir(split) / name, out.split_dir(split) / name)
-                    unit_files.append({split: name})
-            stats.append(
-                UnitStats(
-                    m["input"]["chars"],
-                    "ok",
-                    SplitCounts(**m["counts"]["train"]),
-                    SplitCounts(**m["counts"]["valid"]),
-                    Repairs(**m["repairs"]),
-                )
-            )
-            sources += m["sources"]
-        manifest = finish(out, header, layout, unit_files, stats, sources)
+        with atomic_dir(out.root) as tmp:  # built aside: a failed merge leaves no half-built output
+            work = ShardDir(tmp)
+            manifest = finish(work, header, layout, *_join(parts, work))
     except OSError as exc:
         raise UserError(f"cannot merge into {out.root}: {exc.strerror or exc}") from None
     print_summary(manifest, out.root)
     return 0
+
+
+def _join(
+    parts: list[tuple[ShardDir, dict[str, Any]]], out: ShardDir
+) -> tuple[list[dict[str, str | None]], list[UnitStats], list[dict[str, Any]]]:
+    """Place every part's files in ``out`` (hard links where possible); their files, stats and sources."""
+    unit_files: list[dict[str, str | None]] = []
+    stats: list[UnitStats] = []
+    sources: list[dict[str, Any]] = []
+    for split in SPLITS:
+        out.split_dir(split).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(parts[0][0].tokenizer_dir, out.tokenizer_dir)
+    for part, m in parts:
+        for split in SPLITS:
+            for name in part.split_files(split):
+                _place(part.split_dir(split) / name, out.split_dir(split) / name)
+                unit_files.append({split: name})
+        counts = m["counts"]
+        stats.append(
+            UnitStats(
+                m["input"]["chars"],
+                "ok",
+                SplitCounts(**counts["train"]),
+                SplitCounts(**counts["valid"]),
+                Repairs(**m["repairs"]),
+            )
+        )
+        sources += m["sources"]
+    return unit_files, stats, sources

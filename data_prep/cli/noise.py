@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from data_prep.cli import int_at_least
 from data_prep.errors import UserError
 from data_prep.noise import PRESETS, Denoiser, NoiseConfig
-from data_prep.shards import SPLITS, ShardDir
+from data_prep.noise.pipeline import KEEP, MASK, RANDOM, Trace
+from data_prep.shards import OPTIONAL_COLUMNS, SPLITS, WORD_CONTINUES, ShardDir
+from data_prep.tokenizer import readable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a noise parameter, e.g. --set mask_ratio=0.3 (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=7, help="noise seed (= train.seed)")
-    parser.add_argument("--epoch", type=int, default=0, help="epoch whose corruption to show")
+    parser.add_argument("--seed", type=int_at_least(0), default=7, help="noise seed (= train.seed)")
+    parser.add_argument("--epoch", type=int_at_least(0), default=0, help="epoch whose corruption to show")
     parser.add_argument("--split", default="train", choices=SPLITS, help="split to show")
-    parser.add_argument("--start", type=int, default=0, help="first example index")
-    parser.add_argument("--limit", type=int, default=5, help="examples to print")
+    parser.add_argument("--start", type=int_at_least(0), default=0, help="first example index")
+    parser.add_argument("--limit", type=int_at_least(0), default=5, help="examples to print")
     parser.add_argument("--json", action="store_true", help="one JSON object per line with integer lists")
 
 
@@ -49,8 +54,6 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.limit < 0 or args.start < 0 or args.epoch < 0:
-        raise UserError("--limit, --start and --epoch must be >= 0")
     shards = ShardDir.open(args.dir)
     cfg = NoiseConfig.from_preset(args.preset, **parse_overrides(args.set))
     tok = shards.load_tokenizer()
@@ -60,22 +63,57 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--start {args.start} is past the end of {split_dir} ({len(rows)} examples)")
     denoiser = Denoiser.from_tokenizer(cfg, tok, seed=args.seed)
     stop = min(len(rows), args.start + args.limit)
-    batch = rows.select_columns(list(shards.columns))[args.start : stop]
-    for offset, (ids, sents, docs) in enumerate(
-        zip(batch["input_ids"], batch["sentence_ends"], batch["doc_ends"], strict=True)
+    optional = [c for c in OPTIONAL_COLUMNS if c in rows.column_names]
+    batch = rows.select_columns([*shards.columns, *optional])[args.start : stop]
+    continues = batch.get(WORD_CONTINUES, [None] * (stop - args.start))  # from prepare --segment
+    for offset, (ids, sents, docs, conts) in enumerate(
+        zip(batch["input_ids"], batch["sentence_ends"], batch["doc_ends"], continues, strict=True)
     ):
         index = args.start + offset
-        src, tgt = denoiser(np.asarray(ids), sents, docs, epoch=args.epoch, index=index)
+        trace = denoiser.trace(np.asarray(ids), sents, docs, conts, epoch=args.epoch, index=index)
+        src, tgt = trace.src, trace.tgt
         if args.json:
             record = {"index": index, "epoch": args.epoch, "input_ids": src.tolist(), "labels": tgt.tolist()}
             print(json.dumps(record), flush=True)
-        else:
-            changed = int(len(src) != len(tgt) or (src != tgt).sum())
-            print(f"── example {index} (epoch {args.epoch}, {len(tgt)} tokens → {len(src)} after noise) ──")
-            print("source:", tok.decode(src.tolist()))
-            print("target:", tok.decode(tgt.tolist()))
-            if not changed:
-                print("(unchanged)")
+            continue
+        moved = float(np.mean(trace.order != np.arange(len(trace.order)))) if len(trace.order) else 0.0
+        print(
+            f"── example {index} (epoch {args.epoch}, {len(tgt)} tokens → {len(src)} after noise; "
+            f"{moved:.0%} of the tokens moved by sentence permutation/rotation) ──"
+        )
+        print("target :", readable(tok, tgt))
+        print("changes:", marked(tok, trace))
+        print("source :", readable(tok, src))
     if not args.json:
         print(f"{stop - args.start} examples from {split_dir}, preset {cfg.preset}", file=sys.stderr)
+        print(f"changes: {LEGEND}", file=sys.stderr)
     return 0
+
+
+MARKS = {MASK: "⟦⟧", RANDOM: "⟪⟫", KEEP: "⟨⟩"}
+LEGEND = "⟦masked⟧ ⟪replaced by random tokens⟫ ⟨chosen but kept⟩, on the target after sentences moved"
+
+
+def marked(tok: Any, trace: Trace) -> str:
+    """The target in its noised sentence order, each corrupted piece bracketed by what became of it.
+
+    The text is decoded whole (a piece may start inside a word, with a ``##`` token), and the marks go
+    where the decoded prefixes end."""
+    ids = trace.tgt[trace.order]
+    text = readable(tok, ids)
+    out, pos = [], 0
+    pieces = zip(trace.starts.tolist(), trace.ends.tolist(), trace.outcomes.tolist(), strict=True)
+    for start, end, outcome in pieces:
+        for token, mark, skip_space in ((start, MARKS[outcome][0], True), (end, MARKS[outcome][1], False)):
+            at = max(pos, _offset(readable(tok, ids[:token]), text, skip_space))
+            out += [text[pos:at], mark]
+            pos = at
+    return "".join([*out, text[pos:]])
+
+
+def _offset(prefix: str, text: str, skip_space: bool) -> int:
+    """Where ``prefix`` (the decoded first tokens) ends in ``text`` (all of them decoded)."""
+    at = len(os.path.commonprefix([prefix, text]))
+    while skip_space and at < len(text) and text[at] == " ":
+        at += 1
+    return at

@@ -16,7 +16,7 @@ from data_prep.errors import UserError
 from data_prep.manifest import repairs_line
 from data_prep.read import FORMATS, expand_inputs
 from data_prep.tokenizer import SPECIAL_TOKENS, load_tokenizer
-from data_prep.vocab import train_vocab, write_config
+from data_prep.vocab import TrainedVocab, train_vocab, write_config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +78,26 @@ def run(args: argparse.Namespace) -> int:
         f"vocab: {len(tokens):,} tokens ({len(vocab.chars):,} characters, {len(vocab.continuing):,} "
         f"##characters, {longer:,} longer pieces) from {len(files):,} files -> {out}"
     )
+    if len(tokens) < args.vocab_size:
+        print(shortfall(vocab, args.vocab_size, args.min_frequency))
     if any(vars(vocab.repairs).values()):
         print(repairs_line(vars(vocab.repairs)))
     return 0
+
+
+def shortfall(vocab: TrainedVocab, asked: int, min_frequency: int) -> str:
+    """Why the vocab is smaller than asked: the WordPiece trainer stops when no pair of pieces is seen
+    ``min_frequency`` times any more, and CJK characters never merge (BERT makes each one a word)."""
+    text = (
+        f"only {len(vocab.tokens):,} of the {asked:,} tokens asked for: the corpus has no more pairs of "
+        f"pieces seen at least {min_frequency} times (--min-frequency) to merge, and Chinese characters "
+        "never merge (each is a word of its own), so longer pieces come only from other text"
+    )
+    left_out = vocab.corpus_chars - len(vocab.chars)
+    if left_out:
+        text += (
+            f"; {left_out:,} of the corpus's {vocab.corpus_chars:,} distinct characters were left out "
+            f"(--limit-alphabet, default half of --vocab-size): --limit-alphabet {vocab.corpus_chars} "
+            "keeps them"
+        )
+    return text + "; more text or a lower --min-frequency gives more"

@@ -26,13 +26,17 @@ Semantics, in the order they are applied (``NoiseConfig`` holds every knob):
      while they fit the budget (a span that does not fit is skipped), so exactly the budget is chosen
      unless no remaining span fits. Unlike UER-py, no span ever covers the closing ``[SEP]``.
    - ``span_layout = "scattered"`` (fairseq): lengths are drawn until they sum to the budget, the last
-     one cut to hit it exactly; zero-length spans become insertions of one ``[MASK]`` each. The spans
-     are placed uniformly at random without overlap (fairseq lets spans overlap, so its real masked
-     share is about 26% for 30%; here it is exactly the budget). A span that would run across a
-     document boundary is split there into two pieces with the same outcome.
+     one cut to hit it exactly; zero-length spans become insertions of one ``[MASK]`` each. With
+     ``span_overlap`` (the ``bart`` preset: fairseq's own rule) each span starts at a distinct random
+     unit, is cut at the row's end, and spans that overlap (not those that only touch) merge into one
+     span, drawn as one: so the spans cover less than the budget (about 26.7% for 30%, see
+     ``docs/noise_fidelity.md``). Without it the spans are placed uniformly at random without overlap
+     and cover exactly the budget. A span that would run across a document boundary is split there into
+     two pieces with the same outcome.
 
    "Masked fraction" therefore means: units inside chosen spans / maskable units, counted before any
-   replacement or collapsing (chosen spans left unchanged by ``keep_ratio`` count as chosen).
+   replacement or collapsing (chosen spans left unchanged by ``keep_ratio`` count as chosen); with
+   ``span_overlap``, units covered by several spans count once.
 4. Per chosen span: with probability ``random_ratio`` random tokens, with ``keep_ratio`` unchanged,
    else ``[MASK]``. Random tokens are drawn uniformly from the vocab without special tokens
    (``[PAD] [UNK] [CLS] [SEP] [MASK]``, and with a tokenizer every ``[...]`` token such as ``[unused1]``).
@@ -42,11 +46,16 @@ Semantics, in the order they are applied (``NoiseConfig`` holds every knob):
 5. ``collapse_masks``: every run of consecutive ``[MASK]`` that the noise made becomes one ``[MASK]``
    (UER-py's text infilling; adjacent masked spans merge). A ``[MASK]`` already in the input is kept:
    a run that holds one keeps exactly the input's ``[MASK]`` tokens (the masked spans merge into them).
-6. Insertion: ``round(insert_ratio * maskable tokens)`` plus the zero-length spans, each a ``[MASK]``
-   (a random token with probability ``random_ratio``), at random places between ``[CLS]`` and the last
-   token. The count is cut so that ``len(src) <= len(input_ids)``: the noise never lengthens an example.
+6. Insertion: ``round(insert_ratio * maskable tokens)`` plus the zero-length spans, each a ``[MASK]`` or
+   a random token, at random places between ``[CLS]`` and the last token. The count is cut so that
+   ``len(src) <= len(input_ids)`` (the noise never lengthens an example; the zero-length spans' inserts
+   are kept first). Which are random (``insert_random``): ``per_token``, each with probability
+   ``random_ratio``; ``fairseq`` (the ``bart`` preset), ``ceil(random_ratio * n)`` of the ``n``
+   zero-length spans' inserts and ``ceil(random_ratio * m)`` of the ``m`` others, at random (so 1 of 1
+   or 2 inserts: the fairseq rule makes small counts mostly random).
 
-Presets: ``uer`` (the defaults: UER-py's ``bart-chinese`` recipe) and ``bart`` (fairseq ``bart.large``).
+Presets: ``uer`` (the defaults: UER-py's ``bart-chinese`` recipe) and ``bart`` (fairseq ``bart.large``);
+``docs/noise_fidelity.md`` measures both against UER-py's and fairseq's own code and lists what differs.
 
 Modules: ``config`` (``NoiseConfig``, ``PRESETS``, ``SpecialIds``), ``spans`` (step 3 for one row),
 ``pipeline`` (``Denoiser``: all steps for a batch on flat arrays) and ``reference`` (the same noise one

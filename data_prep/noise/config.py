@@ -27,6 +27,7 @@ class NoiseConfig:
 
     mask_ratio: float = 0.15
     span_layout: str = "tiled"  # tiled (UER-py) | scattered (fairseq)
+    span_overlap: bool = False  # scattered: spans start at distinct random units and may overlap (fairseq)
     span_distribution: str = "geometric"  # geometric | poisson
     geometric_p: float = 0.2
     poisson_lambda: float = 3.5
@@ -39,6 +40,7 @@ class NoiseConfig:
     permute_sentences: float = 1.0
     rotate: float = 0.0
     insert_ratio: float = 0.0
+    insert_random: str = "per_token"  # per_token (each w.p. random_ratio) | fairseq (ceil(ratio * n) of n)
     preset: str = "uer"
 
     def __post_init__(self) -> None:
@@ -62,6 +64,11 @@ class NoiseConfig:
         _check("poisson_lambda", 0.0 < self.poisson_lambda <= 1000.0, "must be in (0, 1000]")
         _check("span_max_length", self.span_max_length >= 0, "must be >= 0 (0: no cap)")
         _check("replace_length", self.replace_length in (-1, 0, 1), "must be -1, 0 or 1")
+        _check(
+            "insert_random",
+            self.insert_random in ("per_token", "fairseq"),
+            "must be per_token or fairseq",
+        )
         _check("preset", self.preset in PRESETS, f"must be one of {', '.join(PRESETS)}")
 
     @classmethod
@@ -107,6 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "bart": {
         "mask_ratio": 0.3,
         "span_layout": "scattered",
+        "span_overlap": True,
         "span_distribution": "poisson",
         "poisson_lambda": 3.5,
         "span_max_length": 0,
@@ -118,6 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "permute_sentences": 1.0,
         "rotate": 0.0,
         "insert_ratio": 0.0,
+        "insert_random": "fairseq",
     },
 }
 

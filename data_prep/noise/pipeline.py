@@ -3,12 +3,16 @@
 A batch is processed on flat arrays, its rows back to back, so that most steps cost a few NumPy calls for
 the whole batch; only the random draws are made row by row, each row with its own generator, in the same
 order as for a row alone (so ``batch`` equals one call per row, bit for bit).
+
+A row may carry ``word_continues`` (the offsets of the tokens that continue a word, from ``prepare
+--segment``): with ``whole_word`` its words are then those, instead of a token and its ``##`` pieces.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +53,7 @@ class _Row(NamedTuple):
     first: int  # 1 if the row starts with [CLS] (no sentence holds it), else 0
     ends: list[int]  # sentence ends (exclusive)
     docs: list[int]  # the offsets of the documents' closing [SEP]
+    continues: np.ndarray | None  # the offsets of the tokens that continue a word (None: by the vocab)
 
 
 class _Sentences(NamedTuple):
@@ -141,24 +146,27 @@ class Denoiser:
         input_ids: Any,
         sentence_ends: Any = None,
         doc_ends: Any = None,
+        word_continues: Any = None,
         *,
         epoch: int,
         index: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.batch([(input_ids, sentence_ends, doc_ends)], [epoch], [index])[0]
+        return self.batch([(input_ids, sentence_ends, doc_ends, word_continues)], [epoch], [index])[0]
 
     def trace(
         self,
         input_ids: Any,
         sentence_ends: Any = None,
         doc_ends: Any = None,
+        word_continues: Any = None,
         *,
         epoch: int,
         index: int,
     ) -> Trace:
         """Like calling the denoiser, with the choices made. ``doc_ends`` defaults to the ``[SEP]``
-        offsets and ``sentence_ends`` to ``doc_ends``."""
-        out = self._noise([(input_ids, sentence_ends, doc_ends)], [epoch], [index])
+        offsets and ``sentence_ends`` to ``doc_ends``; without ``word_continues``, words are a token and
+        its ``##`` pieces."""
+        out = self._noise([(input_ids, sentence_ends, doc_ends, word_continues)], [epoch], [index])
         pieces, info = out.pieces, out.pieces.per_row[0]
         return Trace(
             out.src.tokens,
@@ -174,10 +182,11 @@ class Denoiser:
         )
 
     def batch(
-        self, rows: Sequence[tuple[Any, Any, Any]], epoch: int | Sequence[int], indices: Sequence[int]
+        self, rows: Sequence[tuple[Any, ...]], epoch: int | Sequence[int], indices: Sequence[int]
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[self(*row, epoch=epoch, index=i) for row, i in zip(rows, indices)]``, faster (``epoch``: one
-        for all rows, or one per row). The ``src`` and ``tgt`` arrays are views into buffers of the batch."""
+        for all rows, or one per row; a row: ``(input_ids, sentence_ends, doc_ends)``, optionally with
+        ``word_continues`` after them). The ``src`` and ``tgt`` arrays are views into buffers of the batch."""
         epochs = [epoch] * len(rows) if isinstance(epoch, (int, np.integer)) else epoch
         out = self._noise(rows, epochs, indices)
         src, src_offsets = out.src
@@ -187,7 +196,7 @@ class Denoiser:
         ]
 
     def _noise(
-        self, rows: Sequence[tuple[Any, Any, Any]], epochs: Sequence[int], indices: Sequence[int]
+        self, rows: Sequence[tuple[Any, ...]], epochs: Sequence[int], indices: Sequence[int]
     ) -> _Noised:
         """Steps 1 to 6 for a batch of ``(input_ids, sentence_ends, doc_ends)`` rows."""
         if not len(rows) == len(epochs) == len(indices):
@@ -210,19 +219,24 @@ class Denoiser:
         maskable[[d + off for row, off in zip(parsed, offsets, strict=False) for d in row.docs]] = False
         text = maskable.nonzero()[0]  # the maskable tokens
         row_text = text.searchsorted(offsets).tolist()
-        pieces = self._spans(x, text, row_text, rngs)
+        word_start = self._word_starts(parsed, ids, offsets) if self.cfg.whole_word else None
+        pieces = self._spans(text, row_text, rngs, None if word_start is None else word_start[order])
         src = self._replace(x, offsets, pieces, rngs)
-        counts = []  # insertions per row
+        counts, randoms = [], []  # insertions per row, and how many of them are random tokens (fairseq)
+        ratio = self.cfg.random_ratio
         for r, (info, n) in enumerate(zip(pieces.per_row, sizes, strict=True)):
             size = src.offsets[r + 1] - src.offsets[r]
             inserts = info.zeros + int(self.cfg.insert_ratio * (row_text[r + 1] - row_text[r]) + 0.5)
             count = min(inserts, n - size)
-            counts.append(count if count > 0 and size >= 2 else 0)
+            count = count if count > 0 and size >= 2 else 0
+            counts.append(count)
+            zeros = min(info.zeros, count)  # fairseq inserts the zero-length spans and the rest apart
+            randoms.append(math.ceil(ratio * zeros) + math.ceil(ratio * (count - zeros)))
         if any(counts):
-            src = self._insert(src, counts, rngs)
+            src = self._insert(src, counts, randoms, rngs)
         return _Noised(src, ids, offsets, order, pieces, counts)
 
-    def _parse(self, input_ids: Any, sentence_ends: Any, doc_ends: Any) -> _Row:
+    def _parse(self, input_ids: Any, sentence_ends: Any, doc_ends: Any, word_continues: Any = None) -> _Row:
         ids = np.asarray(input_ids)
         if ids.ndim != 1:
             raise ValueError(f"input_ids must be 1-D, got shape {ids.shape}")
@@ -231,7 +245,28 @@ class Denoiser:
         else:
             docs = np.asarray(doc_ends, np.int64).tolist()
         ends = docs if sentence_ends is None else np.asarray(sentence_ends, np.int64).tolist()
-        return _Row(ids, int(len(ids) > 0 and ids[0] == self.special.cls), ends, docs)
+        continues = None
+        if word_continues is not None:
+            continues = np.asarray(word_continues, np.int64)
+            inside = not len(continues) or 0 <= continues.min() <= continues.max() < len(ids)
+            if continues.ndim != 1 or not inside:
+                raise ValueError("malformed row: word_continues do not fit input_ids")
+        return _Row(ids, int(len(ids) > 0 and ids[0] == self.special.cls), ends, docs, continues)
+
+    def _word_starts(self, parsed: list[_Row], ids: np.ndarray, offsets: list[int]) -> np.ndarray | None:
+        """Per token of the batch ``ids``: it starts a word; by the row's ``word_continues`` where it has
+        them, else by the vocab (None: no word boundaries at all, every token is a unit)."""
+        if self._word_start is not None:
+            starts = self._word_start[ids]
+        elif any(row.continues is not None for row in parsed):
+            starts = np.ones(len(ids), dtype=bool)
+        else:
+            return None
+        for row, off in zip(parsed, offsets, strict=False):
+            if row.continues is not None:
+                starts[off : off + len(row.ids)] = True
+                starts[row.continues + off] = False
+        return starts
 
     def _generator(self, epoch: int, index: int) -> np.random.Generator:
         """The row's own generator: ``default_rng(SeedSequence([seed, epoch, index]))``."""
@@ -312,16 +347,20 @@ class Denoiser:
     # -- 3: spans ------------------------------------------------------------------------------------
 
     def _spans(
-        self, x: np.ndarray, text: np.ndarray, row_text: list[int], rngs: list[np.random.Generator]
+        self,
+        text: np.ndarray,
+        row_text: list[int],
+        rngs: list[np.random.Generator],
+        word_start: np.ndarray | None,
     ) -> _Pieces:
         """Step 3 and the outcome draws of step 4. ``text``: the maskable tokens, ``row_text``: where each
-        row starts in it."""
+        row starts in it; ``word_start`` (with ``whole_word``): per token of the batch, it starts a word."""
         cfg = self.cfg
         run = np.ones(len(text), dtype=bool)  # the first token of each run of maskable tokens: a document,
         np.not_equal(text[1:], text[:-1] + 1, out=run[1:])  # text after a stray special, or a new row
         run[[t for t in row_text[1:-1] if t < len(text)]] = True
-        if cfg.whole_word and self._word_start is not None:
-            word = self._word_start[x[text]]
+        if word_start is not None:
+            word = word_start[text]
             word |= run
             unit_first = word.nonzero()[0]  # unit -> its first index in text
             row_units = unit_first.searchsorted(row_text).tolist()
@@ -343,7 +382,7 @@ class Denoiser:
                 region = [u - row_units[r] for u in regions[lo:hi]]
                 spans = tiled(self._lengths, units, region, budget, rng)
             else:
-                spans = scattered(self._lengths, units, budget, rng)
+                spans = scattered(self._lengths, units, budget, rng, cfg.span_overlap)
             per_row.append(_SpanInfo(units, spans.chosen, spans.drawn, spans.zeros))
             starts.append(spans.starts + row_units[r])
             stops.append(spans.stops + row_units[r])
@@ -427,18 +466,24 @@ class Denoiser:
             out = _select(out, _collapse(out, made, mask_id))
         return out
 
-    def _insert(self, src: _Flat, counts: list[int], rngs: list[np.random.Generator]) -> _Flat:
-        """Step 6: ``counts[r]`` tokens inserted into row ``r`` of ``src``."""
+    def _insert(
+        self, src: _Flat, counts: list[int], randoms: list[int], rngs: list[np.random.Generator]
+    ) -> _Flat:
+        """Step 6: ``counts[r]`` tokens inserted into row ``r`` of ``src``; with ``insert_random`` fairseq,
+        ``randoms[r]`` of them, at random, are random tokens."""
         src, offsets = src
         places, rands, tokens, starts, new_offsets, added = [], [], [], [], [0], 0
         for r, (count, rng) in enumerate(zip(counts, rngs, strict=False)):
             if count:
                 starts.append(offsets[r] + added + 1)  # never before the first or after the last token
                 places.append(rng.permutation(offsets[r + 1] - offsets[r] + count - 2)[:count])
-                rands.append(rng.random(count) < self.cfg.random_ratio)
-                randoms = np.count_nonzero(rands[-1])
-                if randoms:
-                    tokens.append(self._random_tokens(randoms, rng))
+                if self.cfg.insert_random == "fairseq":  # the first randoms[r] places drawn, in place order
+                    rands.append(places[-1].argsort() < randoms[r])
+                else:
+                    rands.append(rng.random(count) < self.cfg.random_ratio)
+                drawn = np.count_nonzero(rands[-1])
+                if drawn:
+                    tokens.append(self._random_tokens(drawn, rng))
                 added += count
             new_offsets.append(offsets[r + 1] + added)
         new = np.zeros(len(src) + added, dtype=bool)
@@ -485,7 +530,7 @@ def _sentences(parsed: list[_Row], offsets: list[int]) -> _Sentences:
     doc: list[int] = []
     sizes: list[int] = []
     base = 0  # the number of the row's first document
-    for (ids, first, row_ends, docs), off in zip(parsed, offsets, strict=False):
+    for (ids, first, row_ends, docs, _), off in zip(parsed, offsets, strict=False):
         n = len(ids)
         if docs and (docs[0] < first or docs[-1] >= n or sorted(set(docs)) != docs):
             raise ValueError("malformed row: doc_ends do not fit input_ids")

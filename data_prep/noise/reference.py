@@ -52,11 +52,14 @@ class Reference:
         input_ids: Iterable[int],
         sentence_ends: Iterable[int],
         doc_ends: Iterable[int],
+        word_continues: Iterable[int] | None = None,
         *,
         epoch: int,
         index: int,
     ) -> list[int]:
-        """The corrupted source of one row (``sentence_ends`` and ``doc_ends`` are required here)."""
+        """The corrupted source of one row (``sentence_ends`` and ``doc_ends`` are required here). A word
+        is a token and the tokens after it that continue it: those in ``word_continues`` when given, else
+        those the vocab calls no word start (``##`` pieces)."""
         cfg, sp = self.cfg, self.special
         rng = random.Random((self.seed * 1_000_003 + epoch) * 1_000_003 + index)
         ids = [int(i) for i in input_ids]
@@ -101,6 +104,7 @@ class Reference:
         x = [ids[i] for i in order]
 
         # 3. units (tokens, or words) grouped in regions of consecutive maskable tokens
+        continues = None if word_continues is None else {int(t) for t in word_continues}
         unit_starts: list[int] = []
         unit_ends: list[int] = []
         region_of: list[int] = []
@@ -111,7 +115,8 @@ class Reference:
             ok = tok not in self.fixed and i not in doc_set
             if ok:
                 maskable += 1
-                if prev_ok and cfg.whole_word and not self.word_start[tok]:
+                goes_on = not self.word_start[tok] if continues is None else order[i] in continues
+                if prev_ok and cfg.whole_word and goes_on:
                     unit_ends[-1] = i + 1
                 else:
                     if not prev_ok:
@@ -159,18 +164,32 @@ class Reference:
                     lengths.append(length)
                     total += length
                 k = len(lengths)
-                slots = sorted(rng.sample(range(units - budget + k), k))
-                used = 0
-                for j, (slot, length) in enumerate(zip(slots, lengths, strict=True)):
-                    s = slot + used - j
+                placed: list[tuple[int, int]] = []  # (start, stop) of each span, in units
+                if cfg.span_overlap:  # distinct random starts, cut at the row's end; overlapping spans merge
+                    for s, length in zip(rng.sample(range(units), k), lengths, strict=True):
+                        placed.append((s, min(s + length, units)))
+                    placed.sort()
+                    merged: list[tuple[int, int]] = []
+                    for s, e in placed:
+                        if merged and s < merged[-1][1]:
+                            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+                        else:
+                            merged.append((s, e))
+                    placed = merged
+                else:  # without overlap: k of the (gaps + spans) places
+                    slots = sorted(rng.sample(range(units - budget + k), k))
+                    used = 0
+                    for j, (slot, length) in enumerate(zip(slots, lengths, strict=True)):
+                        placed.append((slot + used - j, slot + used - j + length))
+                        used += length
+                for s, e in placed:
                     pieces, piece_start = [], s
-                    for u in range(s + 1, s + length):  # split where a new region starts
+                    for u in range(s + 1, e):  # split where a new region starts
                         if region_of[u] != region_of[u - 1]:
                             pieces.append((piece_start, u))
                             piece_start = u
-                    pieces.append((piece_start, s + length))
+                    pieces.append((piece_start, e))
                     spans.append(pieces)
-                    used += length
 
         # 4. per span: KEEP / MASK / RANDOM (the pieces of a split span share it)
         label = [KEEP] * n
@@ -218,9 +237,13 @@ class Reference:
         # 6. insertion, never before the first or after the last token, never past the input length
         count = min(zeros + int(cfg.insert_ratio * maskable + 0.5), n - len(out))
         if count > 0 and len(out) >= 2:
-            for _ in range(count):
-                tok = sp.mask
-                if rng.random() < cfg.random_ratio:
-                    tok = self.random_ids[rng.randrange(len(self.random_ids))]
+            zeros = min(zeros, count)  # fairseq: ceil(random_ratio * n) random, for both kinds of insert
+            randoms = math.ceil(cfg.random_ratio * zeros) + math.ceil(cfg.random_ratio * (count - zeros))
+            for j in range(count):
+                if cfg.insert_random == "fairseq":  # each insert goes to a random place: the first will do
+                    random_token = j < randoms
+                else:
+                    random_token = rng.random() < cfg.random_ratio
+                tok = self.random_ids[rng.randrange(len(self.random_ids))] if random_token else sp.mask
                 out.insert(rng.randint(1, len(out) - 1), tok)
         return out

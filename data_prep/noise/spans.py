@@ -2,7 +2,8 @@
 
 Plain functions of a ``LengthSampler`` and the row's generator, so that the order of the random draws (the
 pinned outputs depend on it) is visible in one place: ``tiled`` draws one length per unit then a
-permutation; ``scattered`` draws lengths in chunks until they reach the budget, then a permutation.
+permutation; ``scattered`` draws lengths in chunks until they reach the budget, then a permutation (of
+the gaps and spans, or with ``overlap`` of the units, for the starts).
 Positions are in units, relative to the row; the pipeline maps them to tokens of the batch.
 """
 
@@ -89,9 +90,14 @@ def tiled(
     return RowSpans(starts[take], stops[take], draws[:used], budget - room, 0)
 
 
-def scattered(lengths: LengthSampler, units: int, budget: int, rng: np.random.Generator) -> RowSpans:
-    """fairseq: lengths summing to the budget (the last one cut), placed at random without overlap. The
-    spans may cross a document boundary: ``split_spans`` cuts them there once they are in batch units."""
+def scattered(
+    lengths: LengthSampler, units: int, budget: int, rng: np.random.Generator, overlap: bool = False
+) -> RowSpans:
+    """fairseq: lengths summing to the budget (the last one cut). Without ``overlap`` they are placed at
+    random without overlap, so they cover exactly the budget; with it (fairseq's own rule) each starts at
+    a distinct random unit, is cut at the row's end, and spans that overlap merge into one, so they cover
+    less. The spans may cross a document boundary: ``split_spans`` cuts them there once they are in batch
+    units."""
     drawn = lengths.draw(rng, int(1.25 * budget / lengths.mean_length) + 8)
     cum = drawn.cumsum()
     while cum[-1] < budget:
@@ -104,10 +110,22 @@ def scattered(lengths: LengthSampler, units: int, budget: int, rng: np.random.Ge
     cum[-1] = budget  # the last length is cut to hit the budget
     spans = drawn.nonzero()[0]
     k = len(spans)
+    zeros = last + 1 - k
+    if overlap:
+        starts = rng.permutation(units)[:k]  # distinct, in random order: the cut last length anywhere
+        by_start = starts.argsort()
+        starts = starts[by_start]
+        stops = np.minimum(starts + (cum - before)[spans][by_start], units)
+        reach = np.maximum.accumulate(stops)
+        new = np.ones(k, dtype=bool)  # a span that starts inside an earlier one (not just after) joins it
+        np.greater_equal(starts[1:], reach[:-1], out=new[1:])
+        first = new.nonzero()[0]
+        ends = reach[np.append(first[1:] - 1, k - 1)]
+        return RowSpans(starts[first], ends, drawn, int((ends - starts[first]).sum()), zeros)
     places = rng.permutation(units - budget + k)[:k]  # k of the (gaps + spans) places
     places.sort()
     places -= np.arange(k)  # span j starts at its place + (units in spans before it) - j
-    return RowSpans(places + before[spans], places + cum[spans], drawn, budget, last + 1 - k)
+    return RowSpans(places + before[spans], places + cum[spans], drawn, budget, zeros)
 
 
 def split_spans(

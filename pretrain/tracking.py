@@ -1,0 +1,53 @@
+"""Experiment trackers: ``train.report_to`` goes to accelerate's trackers as it is (tensorboard by default;
+wandb, mlflow, aim, ... when installed); nothing here is a tracker of its own.
+
+TensorBoard gets two things accelerate does not do the way a run needs: the hyper-parameters are
+written into the run itself, linked to ``eval/loss`` and ``eval/accuracy`` (accelerate's
+``store_init_configuration`` makes a new timestamped sub-run at every launch, with no metrics), and the
+full config.yaml goes to the Text tab. Constants stay out of the scalars.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accelerate import Accelerator
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+from data_prep.errors import UserError
+
+HPARAM_METRICS = ("eval/loss", "eval/accuracy")
+
+
+def trackers(report_to: str) -> list[str]:
+    """The names in ``train.report_to`` (comma-separated; ``none``: none), each known and installed."""
+    names = [n.strip() for n in report_to.split(",") if n.strip() and n.strip() != "none"]
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            known = ", ".join(sorted(LOGGER_TYPE_TO_CLASS))
+            raise UserError(f"train.report_to: unknown tracker '{name}' (accelerate knows: {known}, or none)")
+        if name not in available:
+            raise UserError(f"train.report_to: {name} is not installed (pip install {name})")
+    return names
+
+
+def start(
+    accelerator: Accelerator, names: list[str], project: str, hparams: dict[str, Any], config_yaml: str
+) -> None:
+    """Start the trackers ``names``; in TensorBoard, the hyper-parameters in the run and the config as
+    text (the other trackers get the hyper-parameters their own way)."""
+    accelerator.init_trackers(project)
+    for tracker in accelerator.trackers:
+        if tracker.name != "tensorboard":
+            tracker.store_init_configuration(hparams)
+    if accelerator.is_main_process and "tensorboard" in names:
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+        metrics = dict.fromkeys(HPARAM_METRICS, 0.0)  # values are read from the run's own scalars
+        for summary in hparams_summary(hparams, metrics):
+            writer.file_writer.add_summary(summary)
+        config_text = "\n".join("    " + line for line in config_yaml.splitlines())
+        writer.add_text("run/config", config_text)
+        writer.flush()

@@ -1,0 +1,368 @@
+"""``pretrain.convert``: UER-py BART state dicts <-> Hugging Face BART, and ``model.init_from`` a UER file.
+
+The UER side is written out here from the key names UER-py's conversion scripts use, independently of
+the tables in ``pretrain/convert.py``; every tensor is distinct random data (LayerNorms and the output
+bias included), so a swapped or misplaced tensor shows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import ROOT, run_training
+from safetensors.torch import load_file
+from transformers import BartConfig, BartForConditionalGeneration, BertTokenizer
+
+from data_prep.errors import UserError
+from pretrain.config import ModelConfig
+from pretrain.convert import main
+from pretrain.model import build_model
+
+D, ENC_FFN, DEC_FFN, POSITIONS, HEADS = 32, 48, 40, 64, 4
+ENC, DEC = 2, 1  # unequal, so that encoder and decoder layers cannot be confused
+
+
+def randomize(model: BartForConditionalGeneration, seed: int) -> BartForConditionalGeneration:
+    """Every weight and the logits bias random (LayerNorms too, which start as ones and zeros)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in [*model.parameters(), model.final_logits_bias]:
+            tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.2)
+    return model
+
+
+def hf_model(vocab_size: int, tie: bool = True, seed: int = 0) -> BartForConditionalGeneration:
+    config = BartConfig(
+        vocab_size=vocab_size, d_model=D, encoder_layers=ENC, decoder_layers=DEC,
+        encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=ENC_FFN,
+        decoder_ffn_dim=DEC_FFN, max_position_embeddings=POSITIONS, tie_word_embeddings=tie,
+        pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2, forced_eos_token_id=3,
+    )  # fmt: skip
+    return randomize(BartForConditionalGeneration(config), seed).eval()
+
+
+def uer_state(vocab_size: int, old_names: bool = False, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A UER-py BART state dict (as ``pretrain.py`` saves it: shared word embedding and output layer)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen) * 0.2
+
+    word = rand(vocab_size, D)
+    names = ("word_embedding", "position_embedding", "target.output_layer")
+    if not old_names:
+        names = ("word.embedding", "pos.embedding", "target.lm.output_layer")
+    state = {
+        f"embedding.{names[0]}.weight": word,
+        f"tgt_embedding.{names[0]}.weight": word,
+        f"embedding.{names[1]}.weight": rand(POSITIONS, D),
+        f"tgt_embedding.{names[1]}.weight": rand(POSITIONS, D),
+        f"{names[2]}.weight": word,
+        f"{names[2]}.bias": rand(vocab_size),
+    }
+    for prefix in ("embedding.layer_norm", "tgt_embedding.layer_norm"):
+        state |= {f"{prefix}.gamma": rand(D), f"{prefix}.beta": rand(D)}
+
+    def attention(prefix: str) -> None:
+        for part in ("linear_layers.0", "linear_layers.1", "linear_layers.2", "final_linear"):
+            state.update({f"{prefix}.{part}.weight": rand(D, D), f"{prefix}.{part}.bias": rand(D)})
+
+    def block(prefix: str, ffn: int, norms: int) -> None:
+        state.update({f"{prefix}.feed_forward.linear_1.weight": rand(ffn, D)})
+        state.update({f"{prefix}.feed_forward.linear_1.bias": rand(ffn)})
+        state.update({f"{prefix}.feed_forward.linear_2.weight": rand(D, ffn)})
+        state.update({f"{prefix}.feed_forward.linear_2.bias": rand(D)})
+        for n in range(1, norms + 1):
+            state.update(
+                {f"{prefix}.layer_norm_{n}.gamma": rand(D), f"{prefix}.layer_norm_{n}.beta": rand(D)}
+            )
+
+    for i in range(ENC):
+        attention(f"encoder.transformer.{i}.self_attn")
+        block(f"encoder.transformer.{i}", ENC_FFN, 2)
+    for i in range(DEC):
+        attention(f"decoder.transformer_decoder.{i}.self_attn")
+        attention(f"decoder.transformer_decoder.{i}.context_attn")
+        block(f"decoder.transformer_decoder.{i}", DEC_FFN, 3)
+    return state
+
+
+def expected_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What each HF tensor must be, spelled out per the key mapping UER-py's script applies."""
+    zeros = torch.zeros(2, D)
+    hf = {
+        "model.shared.weight": state["embedding.word.embedding.weight"],
+        "model.encoder.embed_tokens.weight": state["embedding.word.embedding.weight"],
+        "model.decoder.embed_tokens.weight": state["tgt_embedding.word.embedding.weight"],
+        "model.encoder.embed_positions.weight": torch.cat([zeros, state["embedding.pos.embedding.weight"]]),
+        "model.decoder.embed_positions.weight": torch.cat(
+            [zeros, state["tgt_embedding.pos.embedding.weight"]]
+        ),
+        "lm_head.weight": state["target.lm.output_layer.weight"],
+        "final_logits_bias": state["target.lm.output_layer.bias"][None],
+        "model.encoder.layernorm_embedding.weight": state["embedding.layer_norm.gamma"],
+        "model.encoder.layernorm_embedding.bias": state["embedding.layer_norm.beta"],
+        "model.decoder.layernorm_embedding.weight": state["tgt_embedding.layer_norm.gamma"],
+        "model.decoder.layernorm_embedding.bias": state["tgt_embedding.layer_norm.beta"],
+    }
+    attention = {"q_proj": "linear_layers.0", "k_proj": "linear_layers.1", "v_proj": "linear_layers.2"}
+    attention["out_proj"] = "final_linear"
+    for stack, uer_stack, layers, hf_parts in (
+        ("encoder", "encoder.transformer", ENC, {"self_attn": "self_attn"}),
+        ("decoder", "decoder.transformer_decoder", DEC,
+         {"self_attn": "self_attn", "encoder_attn": "context_attn"}),
+    ):  # fmt: skip
+        norms = {
+            "self_attn_layer_norm": "layer_norm_1",
+            "final_layer_norm": f"layer_norm_{len(hf_parts) + 1}",
+        }
+        if stack == "decoder":
+            norms["encoder_attn_layer_norm"] = "layer_norm_2"
+        for i in range(layers):
+            h, u = f"model.{stack}.layers.{i}", f"{uer_stack}.{i}"
+            for hf_attn, uer_attn in hf_parts.items():
+                for proj, linear in attention.items():
+                    for p in ("weight", "bias"):
+                        hf[f"{h}.{hf_attn}.{proj}.{p}"] = state[f"{u}.{uer_attn}.{linear}.{p}"]
+            for fc, linear in (("fc1", "linear_1"), ("fc2", "linear_2")):
+                for p in ("weight", "bias"):
+                    hf[f"{h}.{fc}.{p}"] = state[f"{u}.feed_forward.{linear}.{p}"]
+            for hf_norm, uer_norm in norms.items():
+                hf[f"{h}.{hf_norm}.weight"] = state[f"{u}.{uer_norm}.gamma"]
+                hf[f"{h}.{hf_norm}.bias"] = state[f"{u}.{uer_norm}.beta"]
+    return hf
+
+
+def logits(model: BartForConditionalGeneration) -> torch.Tensor:
+    ids = torch.tensor([[2, 7, 9, 11, 5, 3], [2, 8, 6, 3, 0, 0]])
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=(ids != 0).long(), decoder_input_ids=ids[:, :-1]).logits
+
+
+def convert(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_hf_to_uer_to_hf_is_bit_identical(tmp_path, vocab, hf, capsys, tie):
+    original = hf_model(len(hf), tie=tie)
+    original.save_pretrained(str(tmp_path / "hf"))
+    uer, back = tmp_path / "uer" / "model.bin", tmp_path / "back"
+    assert convert(capsys, "hf-to-uer", "--input", str(tmp_path / "hf"), "--output", str(uer))[0] == 0
+    code, out, _ = convert(
+        capsys, "uer-to-hf", "--input", str(uer), "--output", str(back), "--vocab", str(vocab), "--heads", "4"
+    )
+    assert code == 0 and f"{ENC} encoder + {DEC} decoder layers" in out
+    assert ("tied embeddings" in out) == tie
+
+    again = BartForConditionalGeneration.from_pretrained(str(back)).eval()
+    a, b = original.state_dict(), again.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        if key.endswith("embed_positions.weight"):  # BART's two offset rows are never read: UER has none
+            assert torch.equal(a[key][2:], b[key][2:]) and not b[key][:2].any(), key
+        elif key == "model.shared.weight" and not tie:  # untied, no forward reads it; UER-py puts the
+            assert torch.equal(b[key], a["model.encoder.embed_tokens.weight"])  # encoder's table there
+        else:
+            assert torch.equal(a[key], b[key]), key
+    assert torch.equal(logits(original), logits(again))
+    for field in ("d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim"):
+        assert getattr(again.config, field) == getattr(original.config, field)
+    assert again.config.max_position_embeddings == POSITIONS and again.config.tie_word_embeddings == tie
+    tok = BertTokenizer.from_pretrained(str(back))
+    assert len(tok) == len(hf) and (back / "vocab.txt").read_bytes() == (vocab / "vocab.txt").read_bytes()
+    assert again.config.decoder_start_token_id == tok.cls_token_id == again.generation_config.bos_token_id
+    assert again.config.eos_token_id == tok.sep_token_id and again.config.pad_token_id == tok.pad_token_id
+
+
+@pytest.mark.parametrize("old_names", [False, True])
+def test_uer_names_convert_to_the_right_tensors(tmp_path, vocab, hf, capsys, old_names):
+    state = uer_state(len(hf), old_names=old_names)
+    torch.save(state, tmp_path / "model.bin")
+    code, out, err = convert(
+        capsys, "uer-to-hf", "--input", str(tmp_path / "model.bin"), "--output", str(tmp_path / "hf"),
+        "--vocab", str(vocab / "vocab.txt"), "--heads", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"{ENC} encoder + {DEC} decoder layers, d_model {D}, 4 heads, ffn {ENC_FFN}/{DEC_FFN}" in out
+    model = BartForConditionalGeneration.from_pretrained(str(tmp_path / "hf"))
+    new = uer_state(len(hf), old_names=False)  # the same tensors under today's names
+    want, got = expected_hf(new), model.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert model.config.tie_word_embeddings and model.config.encoder_attention_heads == 4
+    assert set(load_file(tmp_path / "hf" / "model.safetensors")).isdisjoint({"lm_head.weight"})  # tied
+
+
+def test_layer_counts_inferred_or_given(tmp_path, vocab, hf, capsys):
+    torch.save(uer_state(len(hf)), tmp_path / "model.bin")
+    base = ["uer-to-hf", "--input", str(tmp_path / "model.bin"), "--vocab", str(vocab), "--heads", "4"]
+    code, _, err = convert(capsys, *base, "--output", str(tmp_path / "a"), "--encoder-layers", "1")
+    assert code == 2 and "with 1 encoder + 1 decoder layers" in err
+    assert "unexpected 16 keys: encoder.transformer.1." in err and "missing" not in err
+    code, _, err = convert(capsys, *base, "--output", str(tmp_path / "b"), "--decoder-layers", "2")
+    assert code == 2 and "missing 26 keys: decoder.transformer_decoder.1." in err
+    explicit = ["--encoder-layers", str(ENC), "--decoder-layers", str(DEC)]
+    assert convert(capsys, *base, "--output", str(tmp_path / "c"), *explicit)[0] == 0
+    code, _, err = convert(capsys, *base, "--output", str(tmp_path / "d"), "--heads", "5")
+    assert code == 2 and "5 attention heads do not divide d_model 32" in err
+    code, _, err = convert(capsys, *base, "--output", str(tmp_path / "e"), "--heads", "0")
+    assert code == 2 and "must be a positive integer, not '0'" in err
+
+
+class _Planted:
+    """Unpickling this would create the file; weights_only must refuse before."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_bad_files_are_refused_in_one_line(tmp_path, vocab, capsys):
+    planted = tmp_path / "ran"
+    torch.save(
+        {"embedding.word.embedding.weight": torch.zeros(2), "x": _Planted(planted)}, tmp_path / "evil.bin"
+    )
+    (tmp_path / "text.bin").write_text("not a checkpoint\n")
+    torch.save([torch.zeros(2)], tmp_path / "list.bin")
+    bert = {
+        "bert.embeddings.word_embeddings.weight": torch.zeros(4, 2),
+        "encoder.transformer.0.x": torch.zeros(1),
+    }
+    torch.save(bert, tmp_path / "bert.bin")
+    cases = {
+        "missing.bin": "no such file",
+        "evil.bin": "needs code to unpickle (",
+        "text.bin": "is not a PyTorch checkpoint",
+        "list.bin": "is not a state dict",
+        "bert.bin": "is not a UER-py BART state dict with 1 encoder + 0 decoder layers; missing",
+    }
+    for name, message in cases.items():
+        code, out, err = convert(
+            capsys, "uer-to-hf", "--input", str(tmp_path / name), "--output", str(tmp_path / "o")
+        )
+        assert (
+            code == 2 and message in err and err.count("\n") == 1 and err.startswith("bart-convert: error:")
+        ), err
+    assert not planted.exists() and not (tmp_path / "o").exists()
+    _, _, err = convert(
+        capsys, "uer-to-hf", "--input", str(tmp_path / "bert.bin"), "--output", str(tmp_path / "o")
+    )
+    assert "unexpected 2 keys: bert.embeddings.word_embeddings.weight, encoder.transformer.0.x" in err
+    assert "embedding.word.embedding.weight" in err  # among the missing
+
+    code, _, err = convert(capsys, "hf-to-uer", "--input", str(vocab), "--output", str(tmp_path / "m.bin"))
+    assert code == 2 and "is not a Hugging Face model directory (no config.json)" in err
+
+
+def test_outputs_are_not_overwritten_without_force(tmp_path, vocab, hf, capsys):
+    torch.save(uer_state(len(hf)), tmp_path / "model.bin")
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    argv = ["uer-to-hf", "--input", str(tmp_path / "model.bin"), "--output", str(out), "--vocab", str(vocab)]
+    code, _, err = convert(capsys, *argv, "--heads", "4")
+    assert code == 2 and "exists and is not empty (pass --force" in err and (out / "keep.txt").exists()
+    assert convert(capsys, *argv, "--heads", "4", "--force")[0] == 0
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+
+    target = tmp_path / "uer.bin"
+    target.write_bytes(b"old")
+    back = ["hf-to-uer", "--input", str(out), "--output", str(target)]
+    assert convert(capsys, *back)[0] == 2 and target.read_bytes() == b"old"
+    assert convert(capsys, *back, "--force")[0] == 0
+    assert torch.load(target, weights_only=True).keys() == uer_state(len(hf)).keys()
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporaries left beside the outputs
+
+
+def test_hf_to_uer_refuses_what_uer_cannot_hold(tmp_path, hf, capsys):
+    missing = tmp_path / "nothing"
+    assert convert(capsys, "hf-to-uer", "--input", str(missing), "--output", str(tmp_path / "a.bin"))[0] == 2
+    model = hf_model(len(hf))
+    model.config.scale_embedding = True
+    model.save_pretrained(str(tmp_path / "scaled"))
+    code, _, err = convert(
+        capsys, "hf-to-uer", "--input", str(tmp_path / "scaled"), "--output", str(tmp_path / "b")
+    )
+    assert code == 2 and "scale_embedding" in err
+    hf_model(len(hf)).save_pretrained(str(tmp_path / "cut"))
+    weights = load_file(tmp_path / "cut" / "model.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({k: v for k, v in weights.items() if ".fc2." not in k}, tmp_path / "cut" / "model.safetensors")
+    code, _, err = convert(
+        capsys, "hf-to-uer", "--input", str(tmp_path / "cut"), "--output", str(tmp_path / "c")
+    )
+    assert code == 2 and "lacks 6 weights" in err and "fc2" in err
+
+
+def small_config(**extra) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=None, d_model=64, encoder_layers=3, decoder_layers=3, encoder_attention_heads=HEADS,
+        decoder_attention_heads=HEADS, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=8,
+        **extra,
+    )  # fmt: skip
+
+
+def test_init_from_a_uer_file_loads_its_weights(tmp_path, vocab, hf):
+    state = uer_state(len(hf))
+    torch.save(state, tmp_path / "model.bin-250000")  # the name UER-py's pretrain.py gives a checkpoint
+    # The run's config says other sizes: the tensors win, as for an export; heads come from the config.
+    model = build_model(small_config(init_from=str(tmp_path / "model.bin-250000")), hf, vocab / "vocab.txt")
+    want, got = expected_hf(state), model.state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want) and want.keys() == got.keys()
+    assert (model.config.encoder_layers, model.config.d_model, model.config.max_position_embeddings) == (
+        ENC,
+        D,
+        POSITIONS,
+    )
+    assert (
+        model.config.decoder_start_token_id == hf.cls_token_id
+        and model.config.pad_token_id == hf.pad_token_id
+    )
+    assert model.generation_config.max_length == POSITIONS
+
+    torch.save(uer_state(len(hf) + 1), tmp_path / "other.bin")
+    with pytest.raises(UserError, match=f"vocab_size {len(hf) + 1} but the data's tokenizer has {len(hf)}"):
+        build_model(small_config(init_from=str(tmp_path / "other.bin")), hf, vocab / "vocab.txt")
+    with pytest.raises(UserError, match="no such file"):
+        build_model(small_config(init_from=str(tmp_path / "absent.pt")), hf, vocab / "vocab.txt")
+    with pytest.raises(UserError, match="nor a UER-py model file"):
+        build_model(small_config(init_from=str(tmp_path)), hf, vocab / "vocab.txt")
+    export = tmp_path / "export.bin"  # a directory stays an export, whatever its name
+    hf_model(len(hf)).save_pretrained(str(export))
+    again = build_model(small_config(init_from=str(export)), hf, vocab / "vocab.txt")
+    assert torch.equal(again.model.shared.weight, hf_model(len(hf)).model.shared.weight)
+
+
+@pytest.mark.slow
+def test_training_continues_from_a_uer_checkpoint(shards, tmp_path):
+    """The seed's own pre-training goes on in our pipeline: one step at a negligible lr exports the UER
+    weights (moved by at most ~lr; the exact load is checked by the test above)."""
+    tok = BertTokenizer.from_pretrained(str(shards / "tokenizer"))
+    state = uer_state(len(tok))
+    torch.save(state, tmp_path / "uer.bin")
+    overrides = {"model.init_from": str(tmp_path / "uer.bin"), "train.lr": 1e-9, "train.max_steps": 1}
+    overrides |= {"model.encoder_attention_heads": HEADS, "model.decoder_attention_heads": HEADS}
+    final = run_training(shards, tmp_path / "run", **overrides)
+    exported = BartForConditionalGeneration.from_pretrained(str(final)).state_dict()
+    want = expected_hf(state)
+    assert want.keys() == exported.keys()
+    assert all(torch.allclose(want[k], exported[k], rtol=0, atol=1e-7) for k in want)
+
+
+@pytest.mark.slow
+def test_the_module_cli_exits_2_without_a_traceback(tmp_path):
+    (tmp_path / "x.bin").write_text("nope")
+    argv = [sys.executable, "-m", "pretrain.convert", "uer-to-hf", "--input", str(tmp_path / "x.bin")]
+    proc = subprocess.run([*argv, "--output", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("bart-convert: error:")

@@ -1,0 +1,31 @@
+"""``train.report_to``: accelerate's tracker names, checked before anything runs."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from data_prep.errors import UserError
+from pretrain.tracking import trackers
+
+
+def test_report_to_names_accelerates_trackers():
+    assert trackers("tensorboard") == ["tensorboard"]
+    assert trackers("none") == [] and trackers("") == []
+    with pytest.raises(UserError, match="unknown tracker 'tensorbord'.*tensorboard"):
+        trackers("tensorboard,tensorbord")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
+def test_a_tracker_that_is_not_installed_is_a_one_line_error():
+    with pytest.raises(UserError, match="wandb is not installed"):
+        trackers("tensorboard,wandb")
+
+
+def test_report_to_none_trains_without_event_files(shards, tmp_path):
+    from helpers import run_training
+
+    run_training(shards, tmp_path / "run", **{"train.max_steps": 2, "train.report_to": "none"})
+    events = list((tmp_path / "run").rglob("events.out.tfevents*"))
+    assert events == [] and (tmp_path / "run" / "hf" / "final" / "model.safetensors").is_file()
