@@ -192,7 +192,8 @@ def measure(name: str, cfg_overrides: dict, measure_s: float, tiny: bool) -> Row
     import torch._dynamo.utils
 
     from pretrain.config import load_config
-    from pretrain.train import LossWindow, StepStats, build, due, train_step
+    from pretrain.stepstats import LossWindow, StepStats
+    from pretrain.train import build, due, train_step
 
     fresh_process_state()
     config = ROOT / "configs" / ("tiny.yaml" if tiny else "bart-4-768.yaml")

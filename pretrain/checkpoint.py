@@ -51,16 +51,19 @@ class TrainState:
     offset: int = 0  # examples of this epoch's permutation consumed by all ranks together
     bad_steps: int = 0  # skipped NaN/inf steps, in total
     bad_streak: int = 0  # ... and in a row
+    window_loss: float = 0.0  # summed loss of the steps since the last log (so a resumed log is exact)
+    window_steps: int = 0
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for f in dataclasses.fields(self):
             value = state.get(f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            kinds = (int, float) if f.type in ("float", float) else (int,)
+            if not isinstance(value, kinds) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"trainer state '{f.name}' is {value!r}, not a count")
-            setattr(self, f.name, value)
+            setattr(self, f.name, type(f.default)(value))
 
 
 class Damaged(Exception):

@@ -79,6 +79,8 @@ class NoiseSection:
 class TrainConfig:
     output_dir: str = "runs/bart"  # checkpoints/, hf/ exports and TensorBoard logs go here
     max_steps: int = 1_000_000  # optimizer steps to train (also the length of the LR schedule)
+    max_tokens: int | None = None  # instead of max_steps: train on this many target tokens
+    max_epochs: float | None = None  # instead of max_steps: this many passes over the training examples
     batch_size: int = 8  # examples per micro-batch, per device
     grad_accum: int | None = None  # None: global_batch_size / (batch_size * processes), or 1
     global_batch_size: int | None = None  # examples per optimizer step over all processes (sets grad_accum)
@@ -101,6 +103,7 @@ class TrainConfig:
     report_to: str = "tensorboard"  # accelerate trackers, comma-separated (wandb, mlflow, aim, ...) | none
     eval_every: int = 10_000  # steps between evaluations (and at the last step)
     save_every: int = 10_000  # steps between checkpoints + hf/step-N exports (and at the last step)
+    save_every_minutes: float = 0.0  # also save a checkpoint (no export) this often; 0: only every save_every
     keep_checkpoints: int = 3  # checkpoints/step-N to keep, newest first (0: all)
     keep_exports: int = 2  # hf/step-N exports to keep, newest first (0: all); hf/final always stays
     resume: str | None = None  # "auto": the newest complete checkpoint in output_dir; or a checkpoint dir
@@ -258,8 +261,10 @@ RANGES: dict[str, tuple[Any, str]] = {
         _AT_LEAST_1,
     ),
     **dict.fromkeys(
-        ("model.vocab_size", "train.grad_accum", "train.global_batch_size"), _OPTIONAL_AT_LEAST_1
+        ("model.vocab_size", "train.grad_accum", "train.global_batch_size", "train.max_tokens"),
+        _OPTIONAL_AT_LEAST_1,
     ),
+    "train.max_epochs": (lambda v: v is None or (math.isfinite(v) and v > 0), "must be positive (or null)"),
     **dict.fromkeys(
         (
             "data.num_workers", "train.keep_checkpoints", "train.keep_exports", "train.seed",
@@ -275,7 +280,7 @@ RANGES: dict[str, tuple[Any, str]] = {
         _PROBABILITY,
     ),
     **dict.fromkeys(("train.lr", "train.eps", "model.init_std"), _POSITIVE),
-    **dict.fromkeys(("train.weight_decay", "train.max_grad_norm"), _NON_NEGATIVE),
+    **dict.fromkeys(("train.weight_decay", "train.max_grad_norm", "train.save_every_minutes"), _NON_NEGATIVE),
     "train.warmup_ratio": (lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
 }  # fmt: skip
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -299,6 +304,8 @@ def check_ranges(cfg: Config) -> None:
             raise UserError(
                 f"config key '{key}' must be one of {', '.join(choices)}, not '{tree[section][name]}'"
             )
+    if cfg.train.max_tokens is not None and cfg.train.max_epochs is not None:
+        raise UserError("set train.max_tokens or train.max_epochs, not both (each sets max_steps)")
     model = cfg.model
     for side in ("encoder", "decoder"):
         heads = getattr(model, f"{side}_attention_heads")

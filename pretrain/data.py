@@ -19,6 +19,7 @@ import torch
 from data_prep.errors import UserError
 from data_prep.noise import Denoiser
 from data_prep.shards import OPTIONAL_COLUMNS, SPLITS, WORD_CONTINUES, ShardDir
+from pretrain.preemption import ignore_in_workers
 
 Key = tuple[int, int]  # (epoch, row index)
 
@@ -172,4 +173,5 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(sampler.seed),
+        worker_init_fn=ignore_in_workers,  # SIGTERM/SIGUSR1 are the main process's (a checkpoint, then exit)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers import get_scheduler
 
@@ -34,8 +36,58 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
     """``train.lr_schedule`` after ``warmup_ratio * max_steps`` optimizer steps of linear warmup.
 
     Stepped once per optimizer step by the loop itself (never through ``accelerator.prepare``, which
-    would step it once per process and shrink the schedule by the number of processes).
+    would step it once per process and shrink the schedule by the number of processes). Its ``plan``
+    (``[[0, max_steps]]``, then one ``[step, max_steps]`` per change of ``max_steps`` on resume) is part
+    of its state, so it is saved and restored with it; ``extend_schedule`` follows a change.
     """
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, [[0, cfg.max_steps]]))
+    scheduler.plan = [[0, cfg.max_steps]]
+    return scheduler
+
+
+def extend_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, cfg: TrainConfig, step: int) -> str | None:
+    """A resumed run whose ``max_steps`` changed: the rest of the schedule, from the LR at ``step`` to its
+    end value, is stretched (or squeezed) over the new remaining steps, so the LR goes on without a jump.
+    (``constant`` and ``inverse_sqrt`` do not depend on ``max_steps``; a schedule that had already ended
+    stays at its end value.) Returns a note saying so, or None when nothing changed."""
+    plan = [list(p) for p in getattr(scheduler, "plan", [[0, cfg.max_steps]])]  # as restored
+    before, note = plan[-1][1], None
+    if before != cfg.max_steps:
+        if cfg.max_steps <= step:
+            raise UserError(f"train.max_steps {cfg.max_steps} is not beyond the resumed step {step}")
+        plan.append([step, cfg.max_steps])
+        note = (
+            f"train.max_steps changed from {before:,} to {cfg.max_steps:,} at step {step:,}: the rest of "
+            f"the {cfg.lr_schedule} schedule is stretched over the new remaining steps (no LR jump)"
+        )
+    scheduler.plan = plan
+    scheduler.lr_lambdas = [_schedule(cfg, plan)] * len(scheduler.optimizer.param_groups)
+    return note
+
+
+def _schedule(cfg: TrainConfig, plan: list[list[int]]) -> Callable[[int], float]:
+    """The LR factor per step: transformers' schedule for the first ``max_steps``, then each change."""
+    first = plan[0][1]
+    # on an optimizer of its own, so the real one's LR stays as it is
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    factor = _transformers_schedule(dummy, cfg, first).lr_lambdas[0]
+    if cfg.lr_schedule in ("constant", "inverse_sqrt"):
+        return factor
+    previous = first
+    for at, max_steps in plan[1:]:
+        factor = _stretched(factor, at, previous, max_steps)
+        previous = max_steps
+    return factor
+
+
+def _stretched(factor: Callable[[int], float], at: int, old_end: int, new_end: int) -> Callable[[int], float]:
+    scale = (old_end - at) / (new_end - at)
+    return lambda step: factor(step) if step <= at else factor(at + (step - at) * scale)
+
+
+def _transformers_schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     if cfg.lr_schedule not in SCHEDULES:
         raise UserError(
             f"config key 'train.lr_schedule' must be one of {', '.join(SCHEDULES)}, got {cfg.lr_schedule!r}"
@@ -48,7 +100,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
     return get_scheduler(
         SCHEDULES[cfg.lr_schedule],
         optimizer,
-        num_warmup_steps=int(cfg.warmup_ratio * cfg.max_steps),
-        num_training_steps=cfg.max_steps,
+        num_warmup_steps=int(cfg.warmup_ratio * max_steps),
+        num_training_steps=max_steps,
         scheduler_specific_kwargs=extra,
     )

@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import MethodType
 from typing import Any
 
 import torch
@@ -22,7 +21,6 @@ import yaml
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, ProjectConfiguration, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
-from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from data_prep.errors import UserError
 from data_prep.noise import Denoiser
@@ -34,11 +32,14 @@ from pretrain.console import Clock, interactive, log_line, startup_summary
 from pretrain.data import EpochBatchSampler, NoisedDataset, Shards, load_shards, make_loader
 from pretrain.evaluate import Evaluation
 from pretrain.export import export
+from pretrain.loss import use_fused_loss
 from pretrain.metrics import Throughput, peak_flops
 from pretrain.model import build_model
 from pretrain.optim import build_optimizer, build_scheduler
+from pretrain.preemption import Preemption
 from pretrain.report import manifest_markdown
 from pretrain.rundir import RunDir, run_identity
+from pretrain.stepstats import LossWindow, StepStats
 from pretrain.tracking import trackers
 
 ATTENTION = ("sdpa", "eager", "flash_attention_2")
@@ -128,6 +129,23 @@ def grad_accum_steps(cfg: TrainConfig, num_processes: int) -> int:
     return derived
 
 
+def planned_steps(tc: TrainConfig, global_batch: int, shards: Shards) -> tuple[int, str] | None:
+    """``max_steps`` from ``max_epochs`` (examples) or ``max_tokens`` (target tokens: a row of n ids is
+    n - 1 labels), rounded up to whole steps; with the reason, for the log. None: ``max_steps`` stands."""
+    examples = len(shards.train)
+    if tc.max_epochs is not None:
+        steps = math.ceil(tc.max_epochs * examples / global_batch)
+        why = f"train.max_epochs {tc.max_epochs:g} x {examples:,} examples / {global_batch} per step"
+        return steps, f"{why} = {steps:,} steps"
+    if tc.max_tokens is not None:
+        counts = shards.manifest["counts"]["train"]
+        per_example = (counts["ids"] - counts["examples"]) / max(counts["examples"], 1)
+        steps = math.ceil(tc.max_tokens / (per_example * global_batch))
+        why = f"train.max_tokens {tc.max_tokens:,} / ({per_example:.1f} target tokens x {global_batch})"
+        return steps, f"{why} = {steps:,} steps"
+    return None
+
+
 def use_tf32(on: bool) -> None:
     """TF32 for fp32 CUDA matmuls (Ampere and newer); CPU matmuls stay exact fp32."""
     matmul = torch.backends.cuda.matmul
@@ -190,6 +208,10 @@ def build(cfg: Config) -> Trainer:
             f"the data's seq_length {shards.seq_length} exceeds model.max_position_embeddings "
             f"{cfg.model.max_position_embeddings}"
         )
+    planned = planned_steps(tc, tc.batch_size * grad_accum * accelerator.num_processes, shards)
+    if planned:
+        tc.max_steps, why = planned
+        accelerator.print(why)
     tok, noise = shards.tokenizer, cfg.noise.build()
     dataset = NoisedDataset(shards.train, Denoiser.from_tokenizer(noise, tok, seed=tc.seed))
 
@@ -263,92 +285,6 @@ def begin(t: Trainer) -> None:
     )
 
 
-# -- the loss without full fp32 logits -------------------------------------------------------------------
-
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """``sum CE(hidden @ weight.T + bias, labels)`` over the rows whose label is not ``-100``, computed
-    in ``chunks`` slices of rows. The gradients are made in the forward pass, slice by slice (softmax
-    minus one-hot, times the weights / the hidden states), so no [tokens x vocab] tensor outlives one
-    slice: transformers' loss keeps the fp32 logits (the fp32 ``final_logits_bias`` promotes them)
-    and their log-softmax, GBs per micro-batch at vocab 21128. The matmuls run in ``dtype`` (the
-    autocast dtype, as ``lm_head`` would), the bias add, softmax and sums in fp32, as transformers does.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor,
-        labels: torch.Tensor,
-        chunks: int,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        with torch.autocast(hidden.device.type, enabled=False):
-            h, w, b = hidden.to(dtype), weight.to(dtype), bias.float()
-            grad_hidden = torch.empty_like(h)
-            grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            slices = zip(
-                h.tensor_split(chunks),
-                labels.tensor_split(chunks),
-                grad_hidden.tensor_split(chunks),
-                strict=True,
-            )
-            for rows, targets, grad_rows in slices:
-                logits = (rows @ w.T).float() + b
-                ignored = targets == IGNORE_INDEX
-                targets = targets.masked_fill(ignored, 0)[:, None]
-                log_z = logits.logsumexp(-1, keepdim=True)
-                total += (log_z - logits.gather(1, targets)).masked_fill(ignored[:, None], 0.0).sum()
-                grad = logits.sub_(log_z).exp_()  # softmax, in place of the logits
-                grad.scatter_add_(1, targets, torch.full_like(log_z, -1.0))
-                grad = grad.masked_fill_(ignored[:, None], 0.0).to(dtype)
-                grad_rows.copy_(grad @ w)
-                grad_weight += (grad.T @ rows).float()
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.dtypes = hidden.dtype, weight.dtype
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        grad_hidden, grad_weight = ctx.saved_tensors
-        hidden_dtype, weight_dtype = ctx.dtypes
-        return (
-            (grad_hidden * grad_total).to(hidden_dtype),
-            (grad_weight * grad_total).to(weight_dtype),
-            None,
-            None,
-            None,
-            None,
-        )
-
-
-def use_fused_loss(model: torch.nn.Module, chunks: int) -> None:
-    """Make ``model(..., labels=...)`` compute its loss with ``LinearCrossEntropy`` (same value, the
-    mean over target tokens, without the full logits); without labels (evaluation, generation) the
-    model is unchanged. Set on the instance, before ``accelerator.prepare`` wraps it (autocast, DDP)."""
-
-    def forward(self: Any, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
-        if labels is None:
-            return type(self).forward(self, **inputs)
-        hidden = self.model(**inputs, use_cache=False).last_hidden_state
-        device = hidden.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-        total = LinearCrossEntropy.apply(
-            hidden.flatten(0, 1),
-            self.lm_head.weight,
-            self.final_logits_bias[0],
-            labels.flatten(),
-            chunks,
-            dtype,
-        )
-        return Seq2SeqLMOutput(loss=total / (labels != IGNORE_INDEX).sum())
-
-    model.forward = MethodType(forward, model)
-
-
 # -- the loop ---------------------------------------------------------------------------------------------
 
 
@@ -369,23 +305,33 @@ def loop(t: Trainer) -> Path:
         unit="step",
     )
     clock = Clock(first_step=t.state.step)
-    window = LossWindow()
+    window = LossWindow(t.state.window_loss, t.state.window_steps)  # a resumed interval goes on
     stats = StepStats.start(acc.device, t.state.bad_streak)
     t.model.train()
-    while t.state.step < tc.max_steps:
-        train_step(t, batches, stats)
-        bar.update(1)
-        if not any(
-            due(t.state.step, every, tc.max_steps) for every in (tc.log_every, tc.eval_every, tc.save_every)
-        ):
-            continue
-        applied, worst_streak, grad_norm = stats.read(t.state, window)
-        stop_if_diverged(t, worst_streak)
-        if not applied:
-            continue
-        maybe_log(t, window, grad_norm, bar, clock)
-        maybe_evaluate(t, bar)
-        maybe_save(t)
+    with Preemption(tc.save_every_minutes) as preemption:
+        while t.state.step < tc.max_steps:
+            train_step(t, batches, stats)
+            bar.update(1)
+            stop, timed = preemption.check(acc, t.state.step)
+            hooks = (tc.log_every, tc.eval_every, tc.save_every)
+            if not (stop or timed or any(due(t.state.step, every, tc.max_steps) for every in hooks)):
+                continue
+            applied, worst_streak, grad_norm = stats.read(t.state, window)
+            stop_if_diverged(t, worst_streak)
+            if applied:
+                maybe_log(t, window, grad_norm, bar, clock)
+                maybe_evaluate(t, bar)
+            t.state.window_loss, t.state.window_steps = window.total, window.steps
+            if maybe_save(t, applied, forced=stop or timed):
+                preemption.saved()
+            if stop:
+                bar.close()
+                acc.end_training()
+                acc.print(
+                    f"stopped by {preemption.signal_name} at step {t.state.step}: saved "
+                    f"{t.rundir.checkpoint(t.state.step)}; the same command with --train.resume auto goes on"
+                )
+                return t.rundir.checkpoint(t.state.step)
     bar.close()
     export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.final_export)
     acc.end_training()
@@ -443,47 +389,6 @@ def gradient_norm(t: Trainer) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in t.model.parameters() if p.grad is not None])
 
 
-@dataclass
-class StepStats:
-    """The loop's numbers since the last read, on the device, so that no step waits for the GPU."""
-
-    loss: torch.Tensor  # summed loss of the applied steps
-    applied: torch.Tensor  # applied steps
-    skipped: torch.Tensor  # skipped (NaN/inf) steps
-    streak: torch.Tensor  # skipped steps in a row, up to the last step
-    worst: torch.Tensor  # the longest such streak since the last read
-    finite: torch.Tensor  # the last step was applied
-    grad_norm: torch.Tensor  # the last step's gradient norm
-
-    @classmethod
-    def start(cls, device: torch.device, streak: int) -> StepStats:
-        def scalar(value: float) -> torch.Tensor:
-            return torch.tensor(value, dtype=torch.float32, device=device)
-
-        return cls(scalar(0), scalar(0), scalar(0), scalar(streak), scalar(streak), scalar(1), scalar(0))
-
-    def record(self, loss: torch.Tensor, grad_norm: torch.Tensor, finite: torch.Tensor) -> None:
-        self.loss += torch.where(finite, loss, 0.0)
-        self.applied += finite
-        self.skipped += ~finite
-        self.streak = torch.where(finite, 0.0, self.streak + 1)
-        self.worst = torch.maximum(self.worst, self.streak)
-        self.finite, self.grad_norm = finite.float(), grad_norm.detach().float()
-
-    def read(self, state: TrainState, window: LossWindow) -> tuple[bool, int, float]:
-        """One host sync: move the sums into ``state`` and ``window``; (last step applied, the worst
-        streak of skipped steps since the last read, the last gradient norm)."""
-        values = [self.loss, self.applied, self.skipped, self.streak, self.worst, self.finite, self.grad_norm]
-        loss, applied, skipped, streak, worst, finite, grad_norm = torch.stack(values).tolist()
-        window.add(loss, int(applied))
-        state.bad_steps += int(skipped)
-        state.bad_streak = int(streak)
-        for total in (self.loss, self.applied, self.skipped):
-            total.zero_()
-        self.worst = self.streak.clone()
-        return bool(finite), int(worst), grad_norm
-
-
 def stop_if_diverged(t: Trainer, worst_streak: int) -> None:
     if worst_streak >= t.cfg.train.max_bad_steps:
         done = t.rundir.complete_checkpoints()
@@ -493,22 +398,6 @@ def stop_if_diverged(t: Trainer, worst_streak: int) -> None:
             f"{t.state.step}); stopped. Last good checkpoint: "
             f"{done[-1][1] if done else 'none'} (lower train.lr or check the data)"
         )
-
-
-@dataclass
-class LossWindow:
-    """The training losses since the last log."""
-
-    total: float = 0.0
-    steps: int = 0
-
-    def add(self, total: float, steps: int) -> None:
-        self.total, self.steps = self.total + total, self.steps + steps
-
-    def take(self) -> float:
-        mean = self.total / self.steps
-        self.total, self.steps = 0.0, 0
-        return mean
 
 
 def due(step: int, every: int, last: int) -> bool:
@@ -562,13 +451,17 @@ def complete_export(t: Trainer) -> None:
         t.accelerator.print(f"wrote {t.rundir.export(step)}, which the interrupted run did not finish")
 
 
-def maybe_save(t: Trainer) -> None:
-    """A checkpoint and an ``hf/step-N`` export every ``save_every`` steps and at the last step."""
+def maybe_save(t: Trainer, applied: bool, forced: bool) -> bool:
+    """A checkpoint and an ``hf/step-N`` export every ``save_every`` steps and at the last step (after an
+    applied step); a checkpoint alone when ``forced`` (a signal, ``save_every_minutes``). True if saved."""
     tc, acc = t.cfg.train, t.accelerator
-    if not due(t.state.step, tc.save_every, tc.max_steps):
-        return
+    scheduled = applied and due(t.state.step, tc.save_every, tc.max_steps)
+    if not (scheduled or forced):
+        return False
     with t.meter.paused():
         save_checkpoint(acc, t.rundir, t.state, t.scheduler, run_id(t.identity), tc.keep_checkpoints)
-        export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(t.state.step))
-        if acc.is_main_process:
-            t.rundir.prune(t.rundir.exports_dir, tc.keep_exports)
+        if scheduled:
+            export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(t.state.step))
+            if acc.is_main_process:
+                t.rundir.prune(t.rundir.exports_dir, tc.keep_exports)
+    return True

@@ -20,15 +20,9 @@ from transformers import BartConfig, BartForConditionalGeneration
 
 from pretrain.collate import IGNORE_INDEX, DenoisingCollator
 from pretrain.config import load_config
-from pretrain.train import (
-    LinearCrossEntropy,
-    LossWindow,
-    StepStats,
-    Trainer,
-    build,
-    train_step,
-    use_fused_loss,
-)
+from pretrain.loss import LinearCrossEntropy, use_fused_loss
+from pretrain.stepstats import LossWindow, StepStats
+from pretrain.train import Trainer, build, train_step
 
 sys.path.insert(0, str(ROOT / "bench"))
 gpu_probe = importlib.import_module("gpu_probe")

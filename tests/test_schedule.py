@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import datasets
 import pytest
 import torch
 from helpers import run_training, scalars
 
 from data_prep.errors import UserError
 from pretrain.config import build_config
-from pretrain.optim import SCHEDULES, build_optimizer, build_scheduler
+from pretrain.optim import SCHEDULES, build_optimizer, build_scheduler, extend_schedule
 
 LR = 1e-3  # max_steps 100, warmup_ratio 0.1: 10 warmup steps
 
@@ -69,3 +71,77 @@ def test_training_logs_the_chosen_schedule(shards, tmp_path):
     logged = [lr for _, lr in scalars(tmp_path / "run")["train/lr"]]
     # 6 steps, warmup int(0.6) = 0: 0.5 * (1 + cos(pi * s / 6)) * 3e-3 after step s = 1..6
     assert logged == pytest.approx([0.5 * (1 + math.cos(math.pi * s / 6)) * 3e-3 for s in range(1, 7)])
+
+
+def resumed(schedule: str, first: int, at: int, then: int, until: list[int]) -> tuple[float, list[float]]:
+    """LR at ``at`` of a ``first``-step run, and the LRs at ``until`` after resuming it with ``then``."""
+    base = {"train.lr_schedule": schedule, "train.lr": LR, "train.warmup_ratio": 0.1}
+    cfg = build_config({}, {**base, "train.max_steps": first}).train
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg, fused=False)
+    scheduler = build_scheduler(optimizer, cfg)
+    for _ in range(at):
+        optimizer.step()
+        scheduler.step()
+    saved = json.loads(json.dumps(scheduler.state_dict()))  # as in trainer_state.json
+    before = scheduler.get_last_lr()[0]
+    cfg = build_config({}, {**base, "train.max_steps": then}).train
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg, fused=False)
+    scheduler = build_scheduler(optimizer, cfg)
+    scheduler.load_state_dict(saved)
+    note = extend_schedule(scheduler, cfg, at)
+    assert (note is None) == (first == then)
+    out, done = [], at
+    for step in until:
+        for _ in range(step - done):
+            optimizer.step()
+            scheduler.step()
+        done = step
+        out.append(scheduler.get_last_lr()[0])
+    return before, out
+
+
+def test_raising_max_steps_on_resume_stretches_the_rest_of_the_schedule():
+    # linear, 100 steps (10 warmup), resumed at 50 with 200: from LR(50) = lr * 50/90 down to 0 at 200
+    before, after = resumed("linear", 100, 50, 200, [51, 125, 200])
+    assert before == pytest.approx(LR * 50 / 90)
+    assert after == pytest.approx([LR * (50 - 50 / 150) / 90, before / 2, 0.0], abs=1e-12)  # no jump
+    _, after = resumed("cosine", 100, 50, 300, [175, 300])  # 175 maps to 50 + 125 * 50 / 250 = 75
+    assert after == pytest.approx([LR * 0.5 * (1 + math.cos(math.pi * (75 - 10) / 90)), 0.0], abs=1e-12)
+    _, same = resumed("linear", 100, 50, 100, [75])  # unchanged max_steps: the schedule as it was
+    assert same == pytest.approx([LR * 25 / 90])
+    _, sqrt = resumed("inverse_sqrt", 100, 50, 400, [90])  # no end: nothing to stretch
+    assert sqrt == pytest.approx([LR * math.sqrt(10 / 90)])
+
+
+def test_the_plan_is_saved_with_the_scheduler_and_a_second_change_composes():
+    base = {"train.lr_schedule": "linear", "train.lr": LR, "train.warmup_ratio": 0.1, "train.max_steps": 100}
+    cfg = build_config({}, base).train
+    scheduler = build_scheduler(build_optimizer(torch.nn.Linear(2, 2), cfg, fused=False), cfg)
+    assert json.loads(json.dumps(scheduler.state_dict()))["plan"] == [[0, 100]]
+    longer = build_config({}, {**base, "train.max_steps": 200}).train
+    extend_schedule(scheduler, longer, 50)
+    longest = build_config({}, {**base, "train.max_steps": 400}).train
+    extend_schedule(scheduler, longest, 125)
+    assert scheduler.plan == [[0, 100], [50, 200], [125, 400]]
+    factor = scheduler.lr_lambdas[0]
+    assert factor(125) == pytest.approx(25 / 90) and factor(400) == 0.0
+    assert factor(125 + 275 / 2) == pytest.approx(25 / 90 / 2)
+    with pytest.raises(UserError, match="not beyond the resumed step"):
+        extend_schedule(scheduler, build_config({}, {**base, "train.max_steps": 100}).train, 150)
+
+
+def test_max_epochs_and_max_tokens_set_max_steps(shards, tmp_path, capsys):
+    out = run_training(shards, tmp_path / "epochs", **{"train.max_epochs": 0.1, "train.eval_every": 100})
+    examples = len(datasets.load_from_disk(str(shards / "train")))
+    steps = math.ceil(0.1 * examples / 4)  # batch 4
+    assert (
+        f"train.max_epochs 0.1 x {examples:,} examples / 4 per step = {steps} steps"
+        in capsys.readouterr().out
+    )
+    assert [s for s, _ in scalars(out.parents[1])["train/loss"]][-1] == steps
+    counts = json.loads((shards / "manifest.json").read_text())["counts"]["train"]
+    per_example = (counts["ids"] - counts["examples"]) / counts["examples"]
+    run_training(shards, tmp_path / "tokens", **{"train.max_tokens": 1000, "train.eval_every": 100})
+    assert f"= {math.ceil(1000 / (per_example * 4))} steps" in capsys.readouterr().out
+    with pytest.raises(UserError, match="not both"):
+        build_config({}, {"train.max_tokens": "1000", "train.max_epochs": "1"})

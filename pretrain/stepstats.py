@@ -1,0 +1,67 @@
+"""The loop's numbers between two reads: kept on the device (``StepStats``) so that no step waits for the
+GPU, and the training losses since the last log (``LossWindow``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pretrain.checkpoint import TrainState
+
+
+@dataclass
+class StepStats:
+    """The loop's numbers since the last read, on the device, so that no step waits for the GPU."""
+
+    loss: torch.Tensor  # summed loss of the applied steps
+    applied: torch.Tensor  # applied steps
+    skipped: torch.Tensor  # skipped (NaN/inf) steps
+    streak: torch.Tensor  # skipped steps in a row, up to the last step
+    worst: torch.Tensor  # the longest such streak since the last read
+    finite: torch.Tensor  # the last step was applied
+    grad_norm: torch.Tensor  # the last step's gradient norm
+
+    @classmethod
+    def start(cls, device: torch.device, streak: int) -> StepStats:
+        def scalar(value: float) -> torch.Tensor:
+            return torch.tensor(value, dtype=torch.float32, device=device)
+
+        return cls(scalar(0), scalar(0), scalar(0), scalar(streak), scalar(streak), scalar(1), scalar(0))
+
+    def record(self, loss: torch.Tensor, grad_norm: torch.Tensor, finite: torch.Tensor) -> None:
+        self.loss += torch.where(finite, loss, 0.0)
+        self.applied += finite
+        self.skipped += ~finite
+        self.streak = torch.where(finite, 0.0, self.streak + 1)
+        self.worst = torch.maximum(self.worst, self.streak)
+        self.finite, self.grad_norm = finite.float(), grad_norm.detach().float()
+
+    def read(self, state: TrainState, window: LossWindow) -> tuple[bool, int, float]:
+        """One host sync: move the sums into ``state`` and ``window``; (last step applied, the worst
+        streak of skipped steps since the last read, the last gradient norm)."""
+        values = [self.loss, self.applied, self.skipped, self.streak, self.worst, self.finite, self.grad_norm]
+        loss, applied, skipped, streak, worst, finite, grad_norm = torch.stack(values).tolist()
+        window.add(loss, int(applied))
+        state.bad_steps += int(skipped)
+        state.bad_streak = int(streak)
+        for total in (self.loss, self.applied, self.skipped):
+            total.zero_()
+        self.worst = self.streak.clone()
+        return bool(finite), int(worst), grad_norm
+
+
+@dataclass
+class LossWindow:
+    """The training losses since the last log."""
+
+    total: float = 0.0
+    steps: int = 0
+
+    def add(self, total: float, steps: int) -> None:
+        self.total, self.steps = self.total + total, self.steps + steps
+
+    def take(self) -> float:
+        mean = self.total / self.steps
+        self.total, self.steps = 0.0, 0
+        return mean
