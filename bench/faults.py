@@ -24,11 +24,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PREP_DISK_FULL = "test_disk_full_is_a_one_line_error_and_leaves_no_valid_looking_output"
 CATEGORIES = {  # a word in a test's name -> the figure it counts towards
     "full_disk": "full-disk cases survived",
+    "disk_full": "full-disk cases survived",
     "hostile": "hostile corpora (one test each)",
     "million": "hostile corpora (one test each)",
     "pickle": "planted code never run",
+    "auto_map": "planted code never run",
+    "symlinks": "no write through a planted symlink",
     "merge": "failed merges left nothing half-built",
     "killed": "kill tests passed",
 }
@@ -50,7 +54,11 @@ def main() -> int:
             "BART_FAULT_LOG": str(log),
         }
         started = time.perf_counter()
-        tests = ["tests/test_faults.py", "tests/test_kills.py"]
+        tests = [
+            "tests/test_faults.py",
+            "tests/test_kills.py",
+            f"tests/test_prep_badinput.py::{PREP_DISK_FULL}",
+        ]
         cmd = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started

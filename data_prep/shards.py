@@ -157,6 +157,8 @@ class ShardDir:
             path = self.root / rel
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
                 raise UserError(f"{self.manifest_file} names a file outside {self.root}: {rel!r}")
+            if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
+                raise UserError(f"{self.manifest_file} is damaged: its entry for {rel} is {expected!r}")
             if not path.is_file():
                 raise UserError(f"{path} is missing (listed in manifest.json): re-run {PREPARE}")
             size = path.stat().st_size
@@ -177,6 +179,8 @@ class ShardDir:
         import pyarrow.compute as pc
 
         rows = 0
+        if not self.split_dir(split).is_dir():
+            return rows  # an absent split (valid may be) holds no ids
         for name in self.split_files(split):
             path = self.split_dir(split) / name
             try:
@@ -350,9 +354,11 @@ class UnitWriter:
 
 def file_digest(path: Path) -> dict[str, Any]:
     """``{"bytes": size, "sha256": hex}`` of a file."""
+    digest = hashlib.sha256()
     with path.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return {"bytes": path.stat().st_size, "sha256": digest}
+        while chunk := f.read(1 << 20):  # hashlib.file_digest needs Python 3.11
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _row_starts(ids: pa.ListArray) -> np.ndarray:

@@ -83,38 +83,66 @@ def save_checkpoint(
     run: str,
     keep: int,
 ) -> Path:
-    """Write ``checkpoints/step-N`` atomically on all ranks together, then prune to the newest ``keep``."""
+    """Write ``checkpoints/step-N`` atomically on all ranks together, then prune to the newest ``keep``.
+
+    A failed write (a full disk) on any rank fails the save on every rank, with the same one-line error
+    and no rank left waiting for another."""
     final = rundir.checkpoint(state.step)
     tmp = temp_dir(final)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    try:
-        accelerator.save_state(str(tmp), safe_serialization=False)  # torch.save keeps tied embeddings tied
-        accelerator.wait_for_everyone()
+    error = _attempt(lambda: accelerator.save_state(str(tmp), safe_serialization=False))  # keeps ties tied
+    if _everywhere(accelerator, error is None) and accelerator.is_main_process:
+        meta = {
+            **state.state_dict(),
+            "format": FORMAT,
+            "version": VERSION,
+            "run": run,
+            "processes": accelerator.num_processes,
+            "scheduler": scheduler.state_dict(),
+            "files": {rel: file_digest(tmp / rel) for rel in _files(tmp)},
+        }
+        error = _attempt(lambda: _finish(tmp, final, meta, rundir, keep))
+    if not _everywhere(accelerator, error is None):
         if accelerator.is_main_process:
-            meta = {
-                **state.state_dict(),
-                "format": FORMAT,
-                "version": VERSION,
-                "run": run,
-                "processes": accelerator.num_processes,
-                "scheduler": scheduler.state_dict(),
-                "files": {rel: file_digest(tmp / rel) for rel in _files(tmp)},
-            }
-            RunDir.state_file(tmp).write_text(json.dumps(meta, indent=2) + "\n")
-            fsync_files(tmp)
-            replace_dir(tmp, final)
-            rundir.prune(rundir.checkpoints_dir, keep)
-    except (OSError, RuntimeError) as exc:  # a full disk: torch raises RuntimeError("... write failed")
-        shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = _reason(error) if error else "another process could not write its part"
         raise UserError(
-            f"cannot write checkpoint {final}: {_reason(exc)} (the earlier checkpoints are intact; "
+            f"cannot write checkpoint {final}: {reason} (the earlier checkpoints are intact; "
             "free space and rerun with --train.resume auto)"
-        ) from None
-    accelerator.wait_for_everyone()
+        )
     return final
+
+
+def _finish(tmp: Path, final: Path, meta: dict[str, Any], rundir: RunDir, keep: int) -> None:
+    RunDir.state_file(tmp).write_text(json.dumps(meta, indent=2) + "\n")
+    fsync_files(tmp)
+    replace_dir(tmp, final)
+    rundir.prune(rundir.checkpoints_dir, keep)
+
+
+def _attempt(write: Any) -> Exception | None:
+    """Run ``write``; the error of a failed write (a full disk), None when it worked. torch reports a full
+    disk as ``RuntimeError(... failed writing ...)``; any other error is a bug and propagates."""
+    try:
+        write()
+    except OSError as exc:
+        return exc
+    except RuntimeError as exc:
+        if "writ" not in str(exc).lower():
+            raise
+        return exc
+    return None
+
+
+def _everywhere(accelerator: Accelerator, ok: bool) -> bool:
+    """True when ``ok`` holds on every rank (one all-reduce with several ranks)."""
+    if accelerator.num_processes == 1:
+        return ok
+    flag = torch.tensor(0.0 if ok else 1.0, device=accelerator.device)
+    return float(accelerator.reduce(flag, reduction="sum")) == 0.0
 
 
 def resume_candidates(cfg: Config, rundir: RunDir) -> list[Path]:
@@ -137,22 +165,30 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     run: str,
 ) -> Path | None:
-    """Load the first candidate that verifies and loads; a damaged one is reported and the previous tried."""
+    """Load the first candidate that verifies and loads on every rank; a damaged one is reported (by the
+    rank that found the damage) and the previous one tried, by all ranks together."""
     for path in candidates:
+        problem = None
         try:
             meta = verify(path, accelerator.process_index, accelerator.num_processes, run)
-            accelerator.load_state(str(path))
-            scheduler.load_state_dict(meta["scheduler"])
-            state.load_state_dict(meta)
         except Exception as exc:  # noqa: BLE001 - any damage in the files means: try the older one
-            if len(candidates) == 1:
-                raise UserError(f"cannot load checkpoint {path}: {_reason(exc)}") from None
+            problem = exc
+        if _everywhere(accelerator, problem is None):  # verified everywhere: load (collective under FSDP)
+            try:
+                accelerator.load_state(str(path))
+                scheduler.load_state_dict(meta["scheduler"])
+                state.load_state_dict(meta)
+            except Exception as exc:  # noqa: BLE001
+                problem = exc
+            if _everywhere(accelerator, problem is None):
+                return path
+        reason = _reason(problem) if problem else "damaged on another process"
+        if len(candidates) == 1:
+            raise UserError(f"cannot load checkpoint {path}: {reason}")
+        if problem or accelerator.is_main_process:
             logger.warning(
-                f"checkpoint {path} is damaged ({_reason(exc)}); trying the previous one",
-                main_process_only=True,
+                f"checkpoint {path} is damaged ({reason}); trying the previous one", main_process_only=False
             )
-            continue
-        return path
     if candidates:
         raise UserError(
             f"none of the {len(candidates)} checkpoints in {candidates[0].parent} could be loaded"
@@ -169,6 +205,10 @@ def verify(path: Path, rank: int, processes: int, run: str) -> dict[str, Any]:
             "it was written by an older version of this trainer (a pickled state, which is not loaded)"
             if older
             else "trainer_state.json was not written by this trainer"
+        )
+    if meta.get("version") != VERSION:
+        raise Damaged(
+            f"it is version {meta.get('version')} of the checkpoint format; this trainer reads {VERSION}"
         )
     if meta.get("run") != run:
         raise Damaged("it belongs to another run (other model, noise, seed or data)")

@@ -63,7 +63,14 @@ def startup_summary(
     fill = manifest.get("fill", {}).get("train", {}).get("fill_ratio")
     return (
         f"model: {params / 1e6:,.1f} M parameters; plan: {max_steps:,} steps x {global_batch} examples = "
-        f"{examples * ids_per_example / 1e9:,.2f} B target tokens, {examples / max(train_examples, 1):,.2f} "
+        f"{_amount(examples * ids_per_example)} target tokens, {examples / max(train_examples, 1):,.2f} "
         f"epochs of {train_examples:,} examples"
         + (f"; the data's real-token fill ratio {fill:.1%}" if fill is not None else "")
     )
+
+
+def _amount(n: float) -> str:
+    """``33.55 B``, ``9.6 M`` or ``12,345``."""
+    if n >= 1e9:
+        return f"{n / 1e9:,.2f} B"
+    return f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n:,.0f}"

@@ -99,6 +99,11 @@ class RunDir:
                 "it, or choose another output_dir"
             )
         saved = self._read_run_file()
+        if "data" not in saved:
+            raise UserError(
+                f"train.output_dir {self.root} holds a run of an older version of this trainer (its "
+                "checkpoints cannot be verified): choose another output_dir, or --model.init_from its export"
+            )
         diff = sorted(k for k in identity if k != "model" and saved.get(k) != identity[k])
         saved_model = saved.get("model", {})
         diff += sorted(f"model.{k}" for k, v in identity["model"].items() if saved_model.get(k) != v)
@@ -132,6 +137,19 @@ class RunDir:
             doomed = path.with_name(f".del-{path.name}")
             path.rename(doomed)
             _remove(doomed)
+
+    def set_aside_after(self, step: int) -> list[str]:
+        """Rename the checkpoints newer than the resumed ``step`` (damaged ones a resume fell back from, or
+        those an older ``--train.resume PATH`` leaves ahead) to ``.set-aside-step-N``: kept for a look,
+        but never counted by pruning (which could delete the fresh ones) nor resumed from. Their names."""
+        moved = []
+        for found, path in _step_dirs(self.checkpoints_dir):
+            if found > step:
+                target = path.with_name(f".set-aside-{path.name}")
+                _remove(target)
+                path.rename(target)
+                moved.append(f"{self.checkpoints_dir.name}/{target.name}")
+        return moved
 
     def clean_temporaries(self) -> list[str]:
         """Remove what an interrupted save, export or prune left (main process, before the loop).

@@ -35,7 +35,7 @@ from pretrain.export import export
 from pretrain.loss import use_fused_loss
 from pretrain.metrics import Throughput, peak_flops
 from pretrain.model import build_model
-from pretrain.optim import build_optimizer, build_scheduler
+from pretrain.optim import build_optimizer, build_scheduler, extend_schedule
 from pretrain.preemption import Preemption
 from pretrain.report import manifest_markdown
 from pretrain.rundir import RunDir, run_identity
@@ -229,6 +229,9 @@ def build(cfg: Config) -> Trainer:
     set_seed(tc.seed, device_specific=True)  # same initial weights everywhere, different dropout per rank
     state = TrainState()
     resumed = load_checkpoint(accelerator, resume_candidates(cfg, rundir), state, scheduler, run_id(identity))
+    note = extend_schedule(scheduler, tc, state.step)  # a changed max_steps: the rest is stretched
+    if note:
+        accelerator.print(note)
 
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = EpochBatchSampler(
@@ -262,6 +265,8 @@ def begin(t: Trainer) -> None:
             )
         for name in t.rundir.clean_temporaries():
             acc.print(f"removed {name}, left by an interrupted save")
+        for name in t.rundir.set_aside_after(t.state.step) if t.resumed else []:
+            acc.print(f"set aside {name}: newer than the checkpoint this run resumes from")
     acc.wait_for_everyone()
     complete_export(t)
     derived = {

@@ -276,6 +276,7 @@ def test_a_damaged_checkpoint_file_falls_back_and_resume_stays_exact(
     run_training(data, out, **{**STEPS, "train.resume": "auto"})  # falls back to step 2, retrains 3-4
     assert "step-4 is damaged" in caplog.text and name in caplog.text
     assert losses(out) == losses(finished_run[1])
+    assert (out / "checkpoints" / ".set-aside-step-4").is_dir()  # kept for a look, out of pruning's way
     final = [load_file(d / "hf" / "final" / "model.safetensors") for d in (out, finished_run[1])]
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
 
@@ -455,3 +456,20 @@ def test_symlinks_planted_in_an_output_dir_are_replaced_never_written_through(fi
     assert (outside / "keep.txt").read_text() == "mine"
     assert not (out / "config.yaml").is_symlink() and not (out / "hf" / "step-2").exists()
     assert not [p for p in (out / "hf").iterdir() if p.name.startswith(".")]
+
+
+def test_a_garbled_manifest_is_named_in_one_line(fresh_shards, capsys):
+    (fresh_shards / "manifest.json").write_text('{"seq_length": 48, "counts": ')
+    assert data_main(["inspect", str(fresh_shards)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "manifest.json" in err and err.count("\n") == 1
+    with pytest.raises(UserError, match="cannot read .*manifest.json"):
+        load_shards(str(fresh_shards))
+
+
+def test_resuming_onto_other_data_with_the_same_vocab_is_refused(finished_run, tmp_path):
+    data, out = copy_run(finished_run, tmp_path)
+    other = write_shards(tmp_path / "other", n_docs=120)  # the same vocab, other documents
+    assert ShardDir(other).vocab_sha256() == ShardDir(data).vocab_sha256()
+    with pytest.raises(UserError, match=r"holds a different run \(differs in data\)"):
+        run_training(other, out, **{**STEPS, "train.max_steps": 6, "train.resume": "auto"})

@@ -91,9 +91,8 @@ def free_port() -> int:
 
 def temporaries(out: Path) -> list[str]:
     dirs = [out, out / "checkpoints", out / "hf"]
-    return sorted(
-        f"{d.name}/{p.name}" for d in dirs if d.is_dir() for p in d.iterdir() if p.name.startswith(".")
-    )
+    names = [f"{d.name}/{p.name}" for d in dirs if d.is_dir() for p in d.iterdir() if p.name.startswith(".")]
+    return sorted(n for n in names if ".set-aside-" not in n)  # set aside on purpose, not left over
 
 
 def assert_same_run(out: Path, reference: Path, exact: bool = True) -> None:
@@ -158,6 +157,13 @@ def test_two_ranks_killed_inside_a_checkpoint_resume_to_the_same_run(tmp_path):
         assert killed_training(data, out, "time", 10**7, ranks=2, **two, **{"train.resume": "auto"}) == 0
         assert_same_run(out, ref, exact=False)
         record(scenario="train, 2 ranks", point="checkpoint", n=n, killed=True)
+    # damage on one rank only (rank 1's RNG state): both ranks fall back to the previous checkpoint together
+    out = Path(shutil.copytree(ref, tmp_path / "damaged"))
+    (out / "checkpoints" / "step-6" / "random_states_1.pkl").write_bytes(b"garbage")
+    shutil.rmtree(out / "hf" / "final")
+    assert killed_training(data, out, "time", 10**7, ranks=2, **two, **{"train.resume": "auto"}) == 0
+    assert (out / "checkpoints" / ".set-aside-step-6").is_dir()
+    assert_same_run(out, ref, exact=False)
 
 
 # -- prepare ----------------------------------------------------------------------------------------------

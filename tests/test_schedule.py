@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import datasets
 import pytest
@@ -145,3 +146,18 @@ def test_max_epochs_and_max_tokens_set_max_steps(shards, tmp_path, capsys):
     assert f"= {math.ceil(1000 / (per_example * 4))} steps" in capsys.readouterr().out
     with pytest.raises(UserError, match="not both"):
         build_config({}, {"train.max_tokens": "1000", "train.max_epochs": "1"})
+
+
+def test_a_resumed_run_with_more_steps_goes_on_from_its_lr(shards, tmp_path, capsys):
+    """8 steps (no warmup: int(0.1 * 8) = 0) resumed at step 4 with 16: linear from lr * 4/8 down to 0."""
+    out = tmp_path / "run"
+    run_training(shards, out, **{"train.max_steps": 8, "train.save_every": 4, "train.eval_every": 100})
+    shutil.rmtree(out / "checkpoints" / "step-8")
+    run_training(shards, out, **{"train.max_steps": 16, "train.save_every": 4, "train.eval_every": 100,
+                                 "train.resume": "auto"})  # fmt: skip
+    assert "train.max_steps changed from 8 to 16 at step 4" in capsys.readouterr().out
+    lr = dict(scalars(out)["train/lr"])
+    base = 3e-3  # helpers.tiny_overrides
+    assert lr[4] == pytest.approx(base * 4 / 8)
+    assert lr[5] == pytest.approx(base * (4 - 1 / 3) / 8) and lr[10] == pytest.approx(base * 2 / 8)
+    assert lr[16] == 0.0

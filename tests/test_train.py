@@ -259,6 +259,6 @@ def test_without_a_terminal_each_log_interval_is_one_plain_line(shards, tmp_path
     ), lines[-1]
     summary = next(line for line in out.splitlines() if line.startswith("model: "))
     assert re.search(
-        r"M parameters; plan: 4 steps x 4 examples = [\d.]+ B target tokens, 0\.12 epochs", summary
+        r"M parameters; plan: 4 steps x 4 examples = [\d,]+ target tokens, 0\.12 epochs", summary
     )
     assert "real-token fill ratio 9" in summary

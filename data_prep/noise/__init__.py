@@ -15,9 +15,10 @@ Semantics, in the order they are applied (``NoiseConfig`` holds every knob):
 2. Rotation (``rotate`` = p): with probability p a document's tokens are rotated to start at a random
    token (per document, so document boundaries never move; fairseq rotates the whole example).
 3. Span selection. Maskable *units* are the tokens that are not ``[CLS] [SEP] [PAD] [MASK]`` (nor a
-   document end), or with ``whole_word`` the words: a unit is a token plus the ``##`` pieces after it,
-   so a piece is never split from its word. The budget is ``max(1, round(mask_ratio * units))`` units
-   (0 when ``mask_ratio`` is 0 or nothing is maskable). Spans never cross a document boundary.
+   document end), or with ``whole_word`` the words: a unit is a token plus the tokens that continue its
+   word (the row's ``word_continues`` when the shards were segmented, ``prepare --segment``; else the
+   ``##`` pieces after it), so a word is never split. The budget is ``max(1, round(mask_ratio * units))``
+   units (0 when ``mask_ratio`` is 0 or nothing is maskable). Spans never cross a document boundary.
    Span lengths (in units) follow ``span_distribution``: geometric P(k) ~ p(1-p)^(k-1), k >= 1, or
    Poisson(lambda), k >= 0, both truncated and renormalised at ``span_max_length`` (0: no cap).
 
