@@ -473,3 +473,16 @@ def test_resuming_onto_other_data_with_the_same_vocab_is_refused(finished_run, t
     assert ShardDir(other).vocab_sha256() == ShardDir(data).vocab_sha256()
     with pytest.raises(UserError, match=r"holds a different run \(differs in data\)"):
         run_training(other, out, **{**STEPS, "train.max_steps": 6, "train.resume": "auto"})
+
+
+def test_symlink_loops_in_the_input_are_skipped_and_counted(tmp_path, vocab, capsys):
+    corpus = tmp_path / "in"
+    (corpus / "d").mkdir(parents=True)
+    (corpus / "d" / "a.txt").write_text("中国的首都是北京。\n", encoding="utf-8")
+    (corpus / "d" / "up").symlink_to(corpus, target_is_directory=True)  # a directory loop
+    (corpus / "x1").symlink_to(corpus / "x2")  # a loop of two links
+    (corpus / "x2").symlink_to(corpus / "x1")
+    assert prepare(vocab, [corpus], tmp_path / "out", "--seq-length", "32") == 0
+    assert "2 dangling links" in capsys.readouterr().err
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m["input"]["files"] == 1 and sum(m["counts"][s]["documents"] for s in ("train", "valid")) == 1
