@@ -12,6 +12,12 @@ class UserError(Exception):
     """A mistake the user can fix (bad path, bad option, ...): printed as one line, exit status 2."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_cli(main: Callable[[], int | None], prog: str) -> int:
     """Run ``main``; a ``UserError`` (or Ctrl-C) becomes a one-line message on stderr, never a traceback.
 

@@ -26,7 +26,7 @@ import numpy as np
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 
-from data_prep.errors import UserError
+from data_prep.errors import UserError, first_line
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 NEWLINE = 10
@@ -240,7 +240,7 @@ def _try_load(cls: Any, name: str, local_files_only: bool, raise_error: bool = F
     except Exception as exc:  # noqa: BLE001 - transformers raises many types; all mean "cannot load"
         if not raise_error:
             return None
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(
             f"cannot load tokenizer {name!r} ({reason}); pass a local directory holding vocab.txt"
         ) from None

@@ -29,7 +29,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import load as safe_load
 
 from data_prep.atomic import fsync_files, replace_dir, temp_dir
-from data_prep.errors import UserError
+from data_prep.errors import UserError, first_line
 from data_prep.shards import file_digest
 from pretrain.config import Config
 from pretrain.rundir import RunDir
@@ -108,7 +108,7 @@ def save_checkpoint(
     if not _everywhere(accelerator, error is None):
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        reason = _reason(error) if error else "another process could not write its part"
+        reason = first_line(error) if error else "another process could not write its part"
         raise UserError(
             f"cannot write checkpoint {final}: {reason} (the earlier checkpoints are intact; "
             "free space and rerun with --train.resume auto)"
@@ -182,7 +182,7 @@ def load_checkpoint(
                 problem = exc
             if _everywhere(accelerator, problem is None):
                 return path
-        reason = _reason(problem) if problem else "damaged on another process"
+        reason = first_line(problem) if problem else "damaged on another process"
         if len(candidates) == 1:
             raise UserError(f"cannot load checkpoint {path}: {reason}")
         if problem or accelerator.is_main_process:
@@ -241,7 +241,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(RunDir.state_file(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise Damaged(f"trainer_state.json cannot be read: {_reason(exc)}") from None
+        raise Damaged(f"trainer_state.json cannot be read: {first_line(exc)}") from None
     if not isinstance(meta, dict):
         raise Damaged("trainer_state.json is not a JSON object")
     return meta
@@ -252,7 +252,7 @@ def _check_rng(file: Path) -> None:
     try:
         states = safe_load(file)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle
-        raise Damaged(f"{file.name} cannot be loaded: {_reason(exc)}") from None
+        raise Damaged(f"{file.name} cannot be loaded: {first_line(exc)}") from None
     if not isinstance(states, dict) or any(key not in states for key in RNG_KEYS):
         raise Damaged(f"{file.name} does not hold the RNG states")
     if torch.cuda.is_available() and "torch_cuda_manual_seed" not in states:
@@ -261,8 +261,3 @@ def _check_rng(file: Path) -> None:
 
 def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

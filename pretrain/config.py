@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from data_prep.coerce import coerce
-from data_prep.errors import UserError
+from data_prep.errors import UserError, first_line
 from data_prep.noise import NoiseConfig
 
 DEFAULT_PROMPTS = [
@@ -202,7 +202,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UserError(f"cannot parse {path}: it is not UTF-8 text") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"cannot parse {path}: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections (model, data, noise, train, eval)")
     return data

@@ -28,7 +28,7 @@ from transformers import AutoConfig, BartForConditionalGeneration, GenerationCon
 
 from data_prep.atomic import atomic_file
 from data_prep.cli import Parser
-from data_prep.errors import UserError, run_cli
+from data_prep.errors import UserError, first_line, run_cli
 from data_prep.tokenizer import load_tokenizer
 from pretrain.config import ModelConfig
 from pretrain.export import export_model
@@ -323,7 +323,7 @@ def load_hf(path: Path) -> BartForConditionalGeneration:
     try:
         model, info = BartForConditionalGeneration.from_pretrained(str(path), output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - a bad weights file raises OSError, SafetensorError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(f"cannot load {path}: {reason}") from None
     lost = set(info["missing_keys"]) - {"final_logits_bias"} | set(info["mismatched_keys"])
     if lost:

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from data_prep.atomic import atomic_dir
-from data_prep.errors import UserError
+from data_prep.errors import UserError, first_line
 
 
 def export(accelerator: Accelerator, model: torch.nn.Module, tokenizer_dir: Path, target: Path) -> None:
@@ -43,7 +43,7 @@ def export_model(
                 if file.is_file():
                     shutil.copy2(file, tmp / file.name)
     except (OSError, SafetensorError) as exc:  # a full disk, mostly
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(
             f"cannot write the export {out}: {reason} (the checkpoints are intact; free space and rerun "
             "with --train.resume auto, which writes it again)"

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from data_prep.errors import UserError, run_cli
+from data_prep.errors import UserError, first_line, run_cli
 from pretrain.rundir import RunDir
 
 Scalars = dict[str, list[tuple[float, int, float]]]
@@ -91,7 +91,7 @@ def max_steps_of(run_dir: Path) -> int | None:
         tree = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
         steps = tree.get("train", {}).get("max_steps")
     except (OSError, ValueError, yaml.YAMLError, AttributeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         print(f"warning: cannot read {config_file} ({reason}): planned steps unknown", file=sys.stderr)
         return None
     return steps if isinstance(steps, int) else None
