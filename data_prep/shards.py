@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from data_prep.atomic import atomic_file, fsync_file, temp_file, write_json
-from data_prep.errors import UserError
+from data_prep.errors import UserError, first_line
 
 SPLITS = ("train", "valid")
 COLUMNS = ("input_ids", "sentence_ends", "doc_ends")
@@ -174,31 +174,15 @@ class ShardDir:
                 raise UserError(f"{path} was added after the shards were made (not in manifest.json)")
         return len(files)
 
-    def check_ids(self, split: str, vocab_size: int) -> int:
-        """Every id of ``split`` below ``vocab_size``, else a UserError naming the file and row; rows read."""
-        import pyarrow.compute as pc
-
-        rows = 0
-        if not self.split_dir(split).is_dir():
-            return rows  # an absent split (valid may be) holds no ids
-        for name in self.split_files(split):
-            path = self.split_dir(split) / name
-            try:
-                with pa.memory_map(str(path)) as source:
-                    for batch in pa.ipc.open_stream(source):
-                        ids = batch.column(COLUMNS.index("input_ids"))
-                        values = pc.list_flatten(ids).to_numpy()
-                        bad = np.flatnonzero(values >= vocab_size)
-                        if bad.size:
-                            row = int(np.searchsorted(_row_starts(ids), bad[0], side="right")) - 1
-                            raise UserError(
-                                f"{path} row {rows + row}: id {int(values[bad[0]])} is outside the vocab "
-                                f"({vocab_size} tokens)"
-                            )
-                        rows += batch.num_rows
-            except (OSError, pa.ArrowException) as exc:
-                raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-        return rows
+    def check_ids(self, vocab_size: int) -> int:
+        """Every id of every split below ``vocab_size``, else a UserError naming the file and its row; the
+        rows read (an absent split, as valid may be, has none)."""
+        return sum(
+            _check_ids(self.split_dir(split) / name, vocab_size)
+            for split in SPLITS
+            if self.split_dir(split).is_dir()
+            for name in self.split_files(split)
+        )
 
     def load_split(self, split: str, required: bool = True) -> Any:
         """``DIR/split`` as a memory-mapped ``datasets.Dataset`` (None if absent and not ``required``)."""
@@ -212,7 +196,7 @@ class ShardDir:
         try:
             rows = datasets.load_from_disk(str(path))
         except (OSError, ValueError) as exc:  # a missing, truncated or garbled Arrow file
-            raise UserError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"cannot load {path}: {first_line(exc)}") from None
         missing = set(COLUMNS) - set(rows.column_names)
         if missing:
             raise UserError(f"{path} lacks the columns {sorted(missing)}: re-run {PREPARE}")
@@ -359,6 +343,29 @@ def file_digest(path: Path) -> dict[str, Any]:
         while chunk := f.read(1 << 20):  # hashlib.file_digest needs Python 3.11
             digest.update(chunk)
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _check_ids(path: Path, vocab_size: int) -> int:
+    """The rows of one Arrow file once every id is below ``vocab_size`` (else a UserError naming the row)."""
+    import pyarrow.compute as pc
+
+    rows = 0
+    try:
+        with pa.memory_map(str(path)) as source:
+            for batch in pa.ipc.open_stream(source):
+                ids = batch.column(COLUMNS.index("input_ids"))
+                values = pc.list_flatten(ids).to_numpy()
+                bad = np.flatnonzero(values >= vocab_size)
+                if bad.size:
+                    row = rows + int(np.searchsorted(_row_starts(ids), bad[0], side="right")) - 1
+                    raise UserError(
+                        f"{path} row {row}: id {int(values[bad[0]])} is outside the vocab "
+                        f"({vocab_size} tokens)"
+                    )
+                rows += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"cannot read {path}: {first_line(exc)}") from None
+    return rows
 
 
 def _row_starts(ids: pa.ListArray) -> np.ndarray:

@@ -63,8 +63,7 @@ def load_shards(path: str | None, verify: str = "sizes") -> Shards:
     shards.verify(manifest, hashes=verify == "full")
     tokenizer = shards.load_tokenizer(manifest)
     if verify == "full":
-        for split in SPLITS:
-            shards.check_ids(split, len(tokenizer))
+        shards.check_ids(len(tokenizer))
     train, valid = (_numpy_rows(shards.load_split(s, required=s == "train")) for s in SPLITS)
     if train is None or len(train) == 0:
         raise UserError(f"{shards.split_dir('train')} holds no examples")

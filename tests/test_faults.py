@@ -79,20 +79,36 @@ def test_a_changed_id_inside_the_vocab_is_caught_by_the_hashes(fresh_shards, cap
     assert "does not match its sha256" in capsys.readouterr().err
 
 
-def test_an_id_outside_the_vocab_is_named_with_its_file_and_row(fresh_shards):
-    shards = ShardDir(fresh_shards)
-    arrow = first_arrow(fresh_shards)
+def plant_id(shards: ShardDir, arrow: Path, row: int, value: int) -> None:
+    """Set one id of ``row`` in ``arrow`` and record the digests, as a buggy writer would have."""
     table = pa.ipc.open_stream(arrow.read_bytes()).read_all()
     rows = table.column("input_ids").to_pylist()
-    rows[5][3] = 60_000
+    rows[row][3] = value
     bad = table.set_column(0, "input_ids", pa.array(rows, type=table.schema.field("input_ids").type))
     with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(bad)
     manifest = shards.read_manifest()
-    manifest["files"] = shards.digests()  # as a buggy writer would have recorded it
+    manifest["files"] = shards.digests()
     shards.manifest_file.write_text(json.dumps(manifest))
+
+
+def test_an_id_outside_the_vocab_is_named_with_its_file_and_row(fresh_shards):
+    arrow = first_arrow(fresh_shards)
+    plant_id(ShardDir(fresh_shards), arrow, 5, 60_000)
     with pytest.raises(UserError, match=rf"{arrow.name} row 5: id 60000 is outside the vocab"):
         load_shards(str(fresh_shards), verify="full")
+
+
+def test_the_row_of_a_bad_id_counts_from_the_start_of_its_own_file(tmp_path, vocab):
+    for i in range(2):
+        clue_corpus(tmp_path / "in" / f"f{i}.txt", 60, seed=50 + i)
+    out = tmp_path / "out"
+    assert prepare(vocab, [tmp_path / "in"], out, "--seq-length", "48", "--valid-ratio", "0") == 0
+    arrows = sorted((out / "train").glob("*.arrow"))
+    assert len(arrows) == 2
+    plant_id(ShardDir(out), arrows[1], 2, 60_000)
+    with pytest.raises(UserError, match=rf"{arrows[1].name} row 2: id 60000 is outside the vocab"):
+        load_shards(str(out), verify="full")
 
 
 @pytest.mark.parametrize("swap", ["mask_in_tokenizer_json", "added_file", "vocab_line"])
