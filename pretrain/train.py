@@ -27,7 +27,7 @@ from data_prep.noise import Denoiser
 from pretrain import tracking
 from pretrain.checkpoint import TrainState, load_checkpoint, resume_candidates, run_id, save_checkpoint
 from pretrain.collate import IGNORE_INDEX, DenoisingCollator
-from pretrain.config import Config, TrainConfig
+from pretrain.config import CHOICES, Config, TrainConfig
 from pretrain.console import Clock, interactive, log_line, startup_summary
 from pretrain.data import EpochBatchSampler, NoisedDataset, Shards, load_shards, make_loader
 from pretrain.evaluate import Evaluation
@@ -42,7 +42,6 @@ from pretrain.rundir import RunDir, run_identity
 from pretrain.stepstats import LossWindow, StepStats
 from pretrain.tracking import trackers
 
-ATTENTION = ("sdpa", "eager", "flash_attention_2")
 COMPILE = {"auto": None, "true": True, "yes": True, "false": False, "no": False}
 
 
@@ -64,9 +63,9 @@ def validate(cfg: Config) -> None:
         raise UserError(
             "data.path is not set: pass --data.path DIR (a directory made by `data_prep prepare`)"
         )
-    attention = cfg.model.attn_implementation
-    if attention not in ATTENTION:
-        raise UserError(f"model.attn_implementation must be one of {', '.join(ATTENTION)}, not '{attention}'")
+    attention, backends = cfg.model.attn_implementation, CHOICES["model.attn_implementation"]
+    if attention not in backends:
+        raise UserError(f"model.attn_implementation must be one of {', '.join(backends)}, not '{attention}'")
     if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise UserError("model.attn_implementation flash_attention_2 needs the flash-attn package")
     compile_model(cfg.train)

@@ -24,8 +24,12 @@ def lrs(schedule: str, steps: list[int], **train) -> list[float]:
     overrides |= {"train.warmup_ratio": 0.1, **{f"train.{k}": v for k, v in train.items()}}
     cfg = build_config({}, overrides).train
     optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg, fused=False)
-    scheduler = build_scheduler(optimizer, cfg)
-    out, done = [], 0
+    return lrs_at(optimizer, build_scheduler(optimizer, cfg), 0, steps)
+
+
+def lrs_at(optimizer, scheduler, done: int, steps: list[int]) -> list[float]:
+    """Step on from optimizer step ``done``; the LR after each of ``steps``."""
+    out = []
     for step in steps:
         for _ in range(step - done):
             optimizer.step()
@@ -80,25 +84,15 @@ def resumed(schedule: str, first: int, at: int, then: int, until: list[int]) -> 
     cfg = build_config({}, {**base, "train.max_steps": first}).train
     optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg, fused=False)
     scheduler = build_scheduler(optimizer, cfg)
-    for _ in range(at):
-        optimizer.step()
-        scheduler.step()
+    [before] = lrs_at(optimizer, scheduler, 0, [at])
     saved = json.loads(json.dumps(scheduler.state_dict()))  # as in trainer_state.json
-    before = scheduler.get_last_lr()[0]
     cfg = build_config({}, {**base, "train.max_steps": then}).train
     optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg, fused=False)
     scheduler = build_scheduler(optimizer, cfg)
     scheduler.load_state_dict(saved)
     note = extend_schedule(scheduler, cfg, at)
     assert (note is None) == (first == then)
-    out, done = [], at
-    for step in until:
-        for _ in range(step - done):
-            optimizer.step()
-            scheduler.step()
-        done = step
-        out.append(scheduler.get_last_lr()[0])
-    return before, out
+    return before, lrs_at(optimizer, scheduler, at, until)
 
 
 def test_raising_max_steps_on_resume_stretches_the_rest_of_the_schedule():
