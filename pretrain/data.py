@@ -172,5 +172,5 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(sampler.seed),
-        worker_init_fn=ignore_in_workers,  # SIGTERM/SIGUSR1 are the main process's (a checkpoint, then exit)
+        worker_init_fn=ignore_in_workers,  # SIGUSR1 is the main process's (a checkpoint, then exit)
     )

@@ -3,8 +3,10 @@ requeue a job) ask for a checkpoint and a clean exit; ``train.save_every_minutes
 
 A signal only sets a flag; the loop asks ``Preemption.check`` after each step. With several ranks the
 flags are combined (one tiny all-reduce every ``SYNC_EVERY`` steps, the only extra host sync), so every
-rank saves at the same step. DataLoader workers ignore the signals: a scheduler that signals the whole
-process group must not kill the loader under the checkpoint.
+rank saves at the same step. DataLoader workers ignore SIGUSR1, so a scheduler that sends it to every
+process of the job does not kill the loader under the checkpoint. They keep SIGTERM: it is how the
+DataLoader (and multiprocessing at exit) stops a worker, and a worker deaf to it deadlocks the exit
+(the parent waits for the worker, the worker for the parent to die).
 """
 
 from __future__ import annotations
@@ -69,6 +71,6 @@ class Preemption:
 
 
 def ignore_in_workers(worker_id: int) -> None:
-    """``worker_init_fn`` of the DataLoader: the workers leave the signals to the main process."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    """``worker_init_fn`` of the DataLoader: SIGUSR1 is the main process's (see the module docstring)."""
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 
 import pytest
 
@@ -57,3 +59,30 @@ def test_too_few_examples_for_one_global_batch():
 
     with pytest.raises(UserError, match="fewer than one batch"):
         EpochBatchSampler(7, 4, 0, 2, seed=0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+def test_loader_workers_ignore_sigusr1_but_stop_on_sigterm():
+    """SIGUSR1 is the trainer's (a checkpoint, then exit); SIGTERM is how a DataLoader stops its workers,
+    and a worker deaf to it deadlocks the process's exit."""
+    import torch
+
+    from pretrain.data import EpochBatchSampler, make_loader
+
+    class Rows(torch.utils.data.Dataset):
+        def __getitem__(self, key):
+            return torch.tensor(key[1])
+
+        def __len__(self):
+            return 64
+
+    loader = make_loader(Rows(), EpochBatchSampler(64, 4, 0, 1, seed=1), torch.stack, 1, pin_memory=False)
+    batches = iter(loader)
+    next(batches)
+    [worker] = batches._workers
+    os.kill(worker.pid, signal.SIGUSR1)
+    next(batches)  # still serving
+    assert worker.is_alive()
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
