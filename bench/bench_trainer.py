@@ -32,7 +32,7 @@ from pretrain.config import load_config  # noqa: E402
 from pretrain.data import EpochBatchSampler, NoisedDataset, load_shards, make_loader  # noqa: E402
 from pretrain.model import build_model  # noqa: E402
 from pretrain.optim import build_optimizer, build_scheduler  # noqa: E402
-from pretrain.report import read_scalars  # noqa: E402
+from pretrain.runlog import read_scalars  # noqa: E402
 from pretrain.train import train  # noqa: E402
 
 

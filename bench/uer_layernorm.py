@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import BartConfig, BartForConditionalGeneration  # noqa: E402
 
 from pretrain.config import ModelConfig  # noqa: E402
-from pretrain.convert import BERT_CHINESE_IDS, check_uer, hf_to_uer_state_dict, load_uer, uer_model  # noqa: E402
+from pretrain.model import uer_model  # noqa: E402
+from pretrain.uer import BERT_CHINESE_IDS, check_uer, hf_to_uer_state_dict, load_uer  # noqa: E402
 
 SEED_SHAPE = {
     "vocab_size": 21128, "d_model": 768, "encoder_layers": 4, "decoder_layers": 4,

@@ -5,6 +5,7 @@
     DIR/train, DIR/valid   the units' Arrow files (stream format, as ``save_to_disk`` writes them) and a
                            ``state.json`` listing them in unit order: ``datasets.load_from_disk`` maps them
     DIR/.prep/             only while ``prepare`` runs: plan.json, config.pickle, units/NAME.json markers
+    DIR/.lock              only while a job writes the directory (``data_prep.lock``)
 
 Every file is written under a temporary name and renamed when complete.
 """
@@ -24,6 +25,7 @@ import pyarrow as pa
 
 from data_prep.atomic import atomic_file, fsync_file, temp_file, write_json
 from data_prep.errors import UserError, first_line
+from data_prep.lock import DirLock
 
 SPLITS = ("train", "valid")
 COLUMNS = ("input_ids", "sentence_ends", "doc_ends")
@@ -94,6 +96,10 @@ class ShardDir:
     def marker(self, unit: str) -> Path:
         """Exists once unit ``unit`` is done (its Arrow files are in place)."""
         return self.work_dir / "units" / f"{unit}.json"
+
+    def lock(self) -> DirLock:
+        """The lock a job writing this directory holds from its first check to its last write."""
+        return DirLock(self.root, "output")
 
     def create(self) -> None:
         """The directories ``prepare`` writes into."""

@@ -53,13 +53,14 @@ class TrainState:
     bad_streak: int = 0  # ... and in a row
     window_loss: float = 0.0  # summed loss of the steps since the last log (so a resumed log is exact)
     window_steps: int = 0
+    seconds: float = 0.0  # wall-clock seconds of training, over all launches (for the model card)
 
     def state_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for f in dataclasses.fields(self):
-            value = state.get(f.name)
+            value = state.get(f.name, 0.0 if f.name == "seconds" else None)  # older checkpoints lack it
             kinds = (int, float) if f.type in ("float", float) else (int,)
             if not isinstance(value, kinds) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"trainer state '{f.name}' is {value!r}, not a count")

@@ -47,11 +47,22 @@ class ModelConfig:
     encoder_layerdrop: float = 0.0  # LayerDrop: probability of skipping an encoder layer in training
     decoder_layerdrop: float = 0.0  # LayerDrop: probability of skipping a decoder layer in training
     scale_embedding: bool = False  # multiply token embeddings by sqrt(d_model)
-    tie_word_embeddings: bool = True  # share the token embeddings with the output projection
+    tie_word_embeddings: bool = True  # lm_head is the token embedding; false: a matrix of its own (UER-py)
     attn_implementation: str = "sdpa"  # transformers attention backend: sdpa | eager | flash_attention_2
     init_from: str | None = None  # continue pre-training from: a Hugging Face model dir or a UER-py model.bin
     gradient_checkpointing: bool = False  # recompute activations in the backward pass to save memory
-    init_logits_bias: str = "zeros"  # zeros | unigram: untrained final_logits_bias := log unigram of the data
+    init_logits_bias: str = "zeros"  # zeros | unigram: a fresh final_logits_bias := log unigram of the data
+    logits_bias: str = "frozen"  # final_logits_bias: frozen (HF BART buffer) | trained (UER-py output bias)
+
+
+# The ModelConfig fields that are the trainer's, not BartConfig's.
+NOT_BART_FIELDS = {
+    "attn_implementation",
+    "init_from",
+    "gradient_checkpointing",
+    "init_logits_bias",
+    "logits_bias",
+}
 
 
 @dataclass
@@ -98,7 +109,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
     tf32: bool = True  # TF32 for fp32 matmuls on CUDA (Ampere and newer)
     compile: str = "auto"  # torch.compile the model: auto (on CUDA) | true | false
-    loss_chunks: int = 8  # cross-entropy fused with the LM head in N row chunks; 0: over full fp32 logits
+    loss_chunks: int = 8  # cross-entropy fused with the LM head in N row chunks; 0: over fp32 logits
     log_every: int = 100  # steps between training logs (TensorBoard; a printed line when stderr is no tty)
     report_to: str = "tensorboard"  # accelerate trackers, comma-separated (wandb, mlflow, aim, ...) | none
     eval_every: int = 10_000  # steps between evaluations (and at the last step)
@@ -121,12 +132,21 @@ class EvalConfig:
 
 
 @dataclass
+class CardConfig:
+    """Metadata of the model card (README.md) written with every export."""
+
+    license: str | None = None  # the license the card declares (e.g. apache-2.0); null: none stated
+    datasets: list[str] = field(default_factory=list)  # Hub ids of the training data, e.g. [cluecorpussmall]
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     noise: NoiseSection = field(default_factory=NoiseSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    card: CardConfig = field(default_factory=CardConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out = dataclasses.asdict(self)
@@ -286,6 +306,7 @@ RANGES: dict[str, tuple[Any, str]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
     "model.init_logits_bias": ("zeros", "unigram"),
+    "model.logits_bias": ("frozen", "trained"),
     "data.verify": ("sizes", "full"),
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import inspect
 import io
 import json
@@ -41,7 +42,7 @@ INTRO = [
     "<!-- Generated from pretrain/config.py and data_prep/noise/config.py by "
     "`python -m pretrain.config_doc --write README.md`: edit those files, not this block. -->",
     "",
-    "A run has five config sections: `model`, `data`, `noise`, `train` and `eval`. The defaults below are "
+    "A run has {count} config sections: {names}. The defaults below are "
     "those of the dataclasses in `pretrain/config.py`. The YAML file given with `--config` "
     "(`configs/bart-4-768.yaml`, `configs/tiny.yaml`, ...) overrides them, and any key can be overridden "
     "on the command line with `--section.key VALUE` or `--section.key=VALUE` (e.g. `--train.lr 1e-4`), "
@@ -122,7 +123,9 @@ def noise_rows() -> list[list[str]]:
 
 def render() -> str:
     """The whole Markdown reference, ending with a newline."""
-    lines = list(INTRO)
+    names = [f"`{f.name}`" for f in dataclasses.fields(Config)]
+    sections = ", ".join(names[:-1]) + f" and {names[-1]}"
+    lines = [line.format(count=len(names), names=sections) for line in INTRO]
     for section, cls in typing.get_type_hints(Config).items():
         lines += ["", f"### `{section}`", ""]
         if cls is NoiseSection:

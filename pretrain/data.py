@@ -39,6 +39,12 @@ class Shards:
     def seq_length(self) -> int:
         return int(self.manifest.get("seq_length", 512))
 
+    @property
+    def target_tokens_per_example(self) -> float:
+        """The mean labels of a training example: a row of n ids gives n - 1 (all but ``[CLS]``)."""
+        counts = self.manifest["counts"]["train"]
+        return (counts["ids"] - counts["examples"]) / max(counts["examples"], 1)
+
 
 def load_shards(path: str | None, verify: str = "sizes") -> Shards:
     """Open a shard directory: manifest, tokenizer, train and valid (memory-mapped); clear errors.

@@ -2,7 +2,7 @@
 
 Each holds config.json, model.safetensors, generation_config.json (generation starts at ``[CLS]`` and
 stops at ``[SEP]``) and the data's tokenizer files including vocab.txt (which transformers 5 does not
-write itself, and which 4.x's ``BertTokenizer`` needs).
+write itself, and which 4.x's ``BertTokenizer`` needs), and the model card ``README.md`` (``pretrain.card``).
 """
 
 from __future__ import annotations
@@ -22,18 +22,21 @@ from data_prep.atomic import atomic_dir
 from data_prep.errors import UserError, first_line
 
 
-def export(accelerator: Accelerator, model: torch.nn.Module, tokenizer_dir: Path, target: Path) -> None:
+def export(
+    accelerator: Accelerator, model: torch.nn.Module, tokenizer_dir: Path, target: Path, card: str
+) -> None:
     """Gather the full weights (a collective under FSDP / ZeRO-3) and write the export on the main process."""
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), state_dict, tokenizer_dir, target)
+        export_model(accelerator.unwrap_model(model), state_dict, tokenizer_dir, target, card)
     accelerator.wait_for_everyone()
 
 
 def export_model(
-    model: PreTrainedModel, state_dict: dict[str, Any] | None, tokenizer_dir: Path, out: Path
+    model: PreTrainedModel, state_dict: dict[str, Any] | None, tokenizer_dir: Path, out: Path, card: str
 ) -> Path:
-    """Write the export into a temporary directory beside ``out``, then move it into place."""
+    """Write the export, its model card (``README.md``) included, into a temporary directory beside
+    ``out``, then move it into place."""
     hf_logging.disable_progress_bar()
     try:
         with atomic_dir(out) as tmp:
@@ -42,6 +45,7 @@ def export_model(
             for file in tokenizer_dir.iterdir():
                 if file.is_file():
                     shutil.copy2(file, tmp / file.name)
+            (tmp / "README.md").write_text(card, encoding="utf-8")
     except (OSError, SafetensorError) as exc:  # a full disk, mostly
         reason = first_line(exc)
         raise UserError(

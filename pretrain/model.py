@@ -13,10 +13,11 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
 from data_prep.errors import UserError
-from pretrain.config import ModelConfig
+from pretrain.config import NOT_BART_FIELDS, ModelConfig
+from pretrain.uer import check_uer, load_uer, uer_shape, uer_to_hf_state_dict
 
-NOT_BART_FIELDS = {"attn_implementation", "init_from", "gradient_checkpointing", "init_logits_bias"}
 LOGITS_BIAS_INITS = ("zeros", "unigram")
+LOGITS_BIAS_MODES = ("frozen", "trained")
 UER_SUFFIXES = (".bin", ".pt")  # how a model.init_from that does not exist says it meant a UER file
 
 
@@ -54,9 +55,14 @@ def build_model(
     ``train_rows``: BART's ``final_logits_bias`` is a buffer that is never trained, so otherwise the
     token embeddings must carry the unigram prior, and a small model with tied embeddings can sit at
     the unigram baseline for hundreds of steps before it learns to copy from the encoder.
+
+    ``tie_word_embeddings: false`` with ``logits_bias: trained`` is UER-py's BART head (the seed's):
+    one token embedding for encoder and decoder, an output projection of its own, a trained output bias.
     """
     if cfg.init_logits_bias not in LOGITS_BIAS_INITS:
         raise UserError(f"model.init_logits_bias must be zeros or unigram, not '{cfg.init_logits_bias}'")
+    if cfg.logits_bias not in LOGITS_BIAS_MODES:
+        raise UserError(f"model.logits_bias must be frozen or trained, not '{cfg.logits_bias}'")
     ids = special_ids(tokenizer)
     if cfg.vocab_size is not None and cfg.vocab_size != len(tokenizer):
         raise UserError(
@@ -72,14 +78,47 @@ def build_model(
         if cfg.init_logits_bias == "unigram" and train_rows is not None:
             with torch.no_grad():
                 model.final_logits_bias.copy_(unigram_log_prior(train_rows, config.vocab_size)[None])
-    # A max_length of its own keeps the decoder within its position table, and makes transformers 4.x
-    # pipelines drop their default max_new_tokens=256 and honour the caller's max_length.
-    model.generation_config = GenerationConfig(
-        **ids, num_beams=1, do_sample=False, max_length=model.config.max_position_embeddings
-    )
+    if not model.config.tie_word_embeddings:
+        share_token_embeddings(model, loaded=bool(cfg.init_from))
+    if cfg.logits_bias == "trained":
+        train_logits_bias(model)
+    model.generation_config = generation_config(ids, model.config.max_position_embeddings)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model
+
+
+def share_token_embeddings(model: BartForConditionalGeneration, loaded: bool) -> None:
+    """Make the encoder's and the decoder's token embeddings ``model.shared`` itself, as UER-py's
+    ``share_embedding`` and transformers 4.x do: transformers 5 builds an untied BART with three token
+    matrices. A ``loaded`` model whose three differ (trained apart elsewhere) keeps them apart.
+
+    Its state dict then holds copies under the three names: transformers 5 saves one of the tensors that
+    share storage and, untied, would load the other two as fresh random tables (and checkpoints and
+    exports must load anywhere without this function)."""
+    shared, inner = model.model.shared, model.model
+    for side in (inner.encoder, inner.decoder):
+        if loaded and not torch.equal(side.embed_tokens.weight, shared.weight):
+            continue
+        side.embed_tokens.weight = shared.weight
+    inner.register_state_dict_post_hook(_copy_token_embeddings)
+
+
+def _copy_token_embeddings(module: torch.nn.Module, state: dict[str, Any], prefix: str, meta: Any) -> None:
+    """State-dict hook of ``share_token_embeddings``: each table that shares ``shared``'s storage copied."""
+    shared = state[f"{prefix}shared.weight"]
+    for side in ("encoder", "decoder"):
+        key = f"{prefix}{side}.embed_tokens.weight"
+        if state[key].untyped_storage().data_ptr() == shared.untyped_storage().data_ptr():
+            state[key] = state[key].detach().clone()
+
+
+def train_logits_bias(model: BartForConditionalGeneration) -> None:
+    """Replace the ``final_logits_bias`` buffer by a parameter of the same name, shape and value: it is then
+    trained (as UER-py's output-layer bias) and still saved under the key transformers loads."""
+    bias = model.final_logits_bias.detach().clone()
+    del model.final_logits_bias
+    model.final_logits_bias = torch.nn.Parameter(bias)
 
 
 def _load_pretrained(cfg: ModelConfig, tokenizer: Any, vocab_file: Path) -> BartForConditionalGeneration:
@@ -115,11 +154,38 @@ def _load_hf(cfg: ModelConfig, src: Path, vocab_file: Path) -> BartForConditiona
 def _load_uer(cfg: ModelConfig, src: Path, tokenizer: Any) -> BartForConditionalGeneration:
     """Converted in memory as ``pretrain.convert uer-to-hf`` does; the layer sizes come from the tensors,
     the heads (which the tensors do not record), dropout and activation from ``cfg``."""
-    from pretrain.convert import check_uer, load_uer, uer_model
-
     state = load_uer(src)
     encoder_layers, decoder_layers = check_uer(state, f"model.init_from {src}", None, None)
     return uer_model(state, encoder_layers, decoder_layers, cfg, special_ids(tokenizer))
+
+
+def uer_model(
+    state: dict[str, torch.Tensor],
+    encoder_layers: int,
+    decoder_layers: int,
+    base: ModelConfig,
+    ids: dict[str, int],
+) -> BartForConditionalGeneration:
+    """``BartForConditionalGeneration`` holding the UER weights; the shape comes from the tensors, the rest
+    (heads, dropout, activation, attention backend) from ``base``."""
+    shape = uer_shape(state, encoder_layers, decoder_layers)
+    for heads in {base.encoder_attention_heads, base.decoder_attention_heads}:
+        if shape.d_model % heads:
+            raise UserError(f"{heads} attention heads do not divide d_model {shape.d_model}: set the heads")
+    arch = dataclasses.replace(
+        base, **{k: v for k, v in dataclasses.asdict(shape).items() if k != "vocab_size"}
+    )
+    config = bart_config(arch, shape.vocab_size, ids)
+    model = BartForConditionalGeneration._from_config(config, attn_implementation=base.attn_implementation)
+    model.load_state_dict(uer_to_hf_state_dict(state, encoder_layers, decoder_layers), strict=True)
+    return model
+
+
+def generation_config(ids: dict[str, int], max_length: int) -> GenerationConfig:
+    """The generation settings our exports carry: greedy, from [CLS] to [SEP]. A max_length of its own keeps
+    the decoder within its position table, and makes transformers 4.x pipelines drop their default
+    max_new_tokens=256 and honour the caller's max_length."""
+    return GenerationConfig(**ids, num_beams=1, do_sample=False, max_length=max_length)
 
 
 def _sha256(path: Path) -> str:

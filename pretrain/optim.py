@@ -21,11 +21,16 @@ SCHEDULES = {
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
-    """AdamW; biases and LayerNorm weights (every parameter with fewer than 2 dims) get no weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """AdamW; biases and LayerNorm weights get no weight decay: every parameter with fewer than 2 dims,
+    and a trained ``final_logits_bias`` (shape [1, vocab], by name)."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or name.endswith("bias") else decay).append(param)
     groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(
         groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None

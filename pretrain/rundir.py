@@ -5,6 +5,7 @@
     checkpoints/step-N/     full training state (complete once trainer_state.json is in it)
     hf/step-N/, hf/final/   Hugging Face exports
     tensorboard/            event files
+    .lock                   only while a job runs in it (data_prep.lock): host, pid, start, heartbeat
 
 A directory becomes a run when its first checkpoint is complete. Before that (a launch that failed or
 was interrupted early) it holds nothing worth keeping, and a new command may start afresh in it.
@@ -15,14 +16,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, parse_flag_from_env
+
 from data_prep.atomic import write_json, write_text
 from data_prep.errors import UserError
-from pretrain.config import Config
-from pretrain.model import NOT_BART_FIELDS
+from data_prep.lock import DirLock, contents
+from pretrain.config import NOT_BART_FIELDS, Config
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -66,6 +72,26 @@ class RunDir:
         """Written last into a checkpoint: a checkpoint without it is incomplete."""
         return checkpoint / "trainer_state.json"
 
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """The run directory's lock, for the whole job: the main process (of all nodes) takes it before
+        any rank goes on; when it cannot, every rank fails with its one-line error, none is left waiting."""
+        state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+        lock, error = DirLock(self.root, "train.output_dir"), None
+        if state.is_main_process:
+            try:
+                lock.acquire()
+            except UserError as exc:
+                error = str(exc)
+        if state.num_processes > 1:
+            [error] = broadcast_object_list([error])
+        if error:
+            raise UserError(error)
+        try:
+            yield
+        finally:
+            lock.release()  # a no-op on the other ranks
+
     def complete_checkpoints(self) -> list[tuple[int, Path]]:
         """``(step, path)`` of the complete checkpoints, oldest first."""
         return [(s, p) for s, p in _step_dirs(self.checkpoints_dir) if self.state_file(p).is_file()]
@@ -84,7 +110,7 @@ class RunDir:
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"train.output_dir {self.root} exists and is not a directory")
         if not self.run_file.is_file():
-            leftovers = sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
+            leftovers = sorted(p.name for p in contents(self.root))
             if leftovers:
                 raise UserError(
                     f"train.output_dir {self.root} is not empty and holds no run of this trainer "
@@ -106,7 +132,10 @@ class RunDir:
             )
         diff = sorted(k for k in identity if k != "model" and saved.get(k) != identity[k])
         saved_model = saved.get("model", {})
-        diff += sorted(f"model.{k}" for k, v in identity["model"].items() if saved_model.get(k) != v)
+        model = identity["model"]
+        diff += sorted(
+            f"model.{k}" for k in model.keys() | saved_model.keys() if saved_model.get(k) != model.get(k)
+        )
         if diff:
             raise UserError(
                 f"train.output_dir {self.root} holds a different run (differs in {', '.join(diff[:5])}): "
@@ -204,6 +233,8 @@ def run_identity(cfg: Config, vocab_sha256: str, data: str | None) -> dict[str, 
     ``plan_sha256``: their inputs, options and tokenizer)."""
     tree = cfg.to_dict()
     model = {k: v for k, v in tree["model"].items() if k not in NOT_BART_FIELDS}
+    if cfg.model.logits_bias != "frozen":  # another set of parameters (absent: the runs made before it)
+        model["logits_bias"] = cfg.model.logits_bias
     return {
         "model": model,
         "noise": tree["noise"],

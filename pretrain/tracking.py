@@ -9,6 +9,7 @@ full config.yaml goes to the Text tab. Constants stay out of the scalars.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from accelerate import Accelerator
@@ -51,3 +52,16 @@ def start(
         config_text = "\n".join("    " + line for line in config_yaml.splitlines())
         writer.add_text("run/config", config_text)
         writer.flush()
+
+
+def manifest_markdown(manifest: dict[str, Any], max_items: int = 10) -> str:
+    """The data manifest as a JSON code block for a TensorBoard text summary (long lists shortened)."""
+    short = {}
+    for key, value in manifest.items():
+        if isinstance(value, list) and len(value) > max_items:
+            value = value[:max_items] + [f"... {len(value) - max_items} more"]
+        elif isinstance(value, dict) and len(value) > max_items:  # the files' checksums
+            value = {**dict(list(value.items())[:max_items]), "...": f"{len(value) - max_items} more"}
+        short[key] = value
+    body = json.dumps(short, indent=2, ensure_ascii=False)
+    return "\n".join("    " + line for line in body.splitlines())

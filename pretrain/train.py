@@ -12,7 +12,7 @@ import importlib.util
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +24,22 @@ from tqdm.auto import tqdm
 
 from data_prep.errors import UserError
 from data_prep.noise import Denoiser
-from pretrain import tracking
+from pretrain import card, tracking
 from pretrain.checkpoint import TrainState, load_checkpoint, resume_candidates, run_id, save_checkpoint
 from pretrain.collate import IGNORE_INDEX, DenoisingCollator
 from pretrain.config import CHOICES, Config, TrainConfig
 from pretrain.console import Clock, interactive, log_line, startup_summary
 from pretrain.data import EpochBatchSampler, NoisedDataset, Shards, load_shards, make_loader
-from pretrain.evaluate import Evaluation
 from pretrain.export import export
-from pretrain.loss import use_fused_loss
+from pretrain.heldout import Evaluation
+from pretrain.loss import labelled_rows, use_fused_loss
 from pretrain.metrics import Throughput, peak_flops
 from pretrain.model import build_model
 from pretrain.optim import build_optimizer, build_scheduler, extend_schedule
 from pretrain.preemption import Preemption
-from pretrain.report import manifest_markdown
 from pretrain.rundir import RunDir, run_identity
 from pretrain.stepstats import LossWindow, StepStats
-from pretrain.tracking import trackers
+from pretrain.tracking import manifest_markdown, trackers
 
 COMPILE = {"auto": None, "true": True, "yes": True, "false": False, "no": False}
 
@@ -48,9 +47,10 @@ COMPILE = {"auto": None, "true": True, "yes": True, "false": False, "no": False}
 def train(cfg: Config) -> Path:
     """Run (or resume) the pre-training described by ``cfg``; returns the final export directory."""
     validate(cfg)
-    trainer = build(cfg)
-    begin(trainer)
-    return loop(trainer)
+    with RunDir(Path(cfg.train.output_dir)).hold():  # one job per output_dir, until it ends
+        trainer = build(cfg)
+        begin(trainer)
+        return loop(trainer)
 
 
 # -- validate: the checks that need nothing but the config ------------------------------------------------
@@ -137,8 +137,7 @@ def planned_steps(tc: TrainConfig, global_batch: int, shards: Shards) -> tuple[i
         why = f"train.max_epochs {tc.max_epochs:g} x {examples:,} examples / {global_batch} per step"
         return steps, f"{why} = {steps:,} steps"
     if tc.max_tokens is not None:
-        counts = shards.manifest["counts"]["train"]
-        per_example = (counts["ids"] - counts["examples"]) / max(counts["examples"], 1)
+        per_example = shards.target_tokens_per_example
         steps = math.ceil(tc.max_tokens / (per_example * global_batch))
         why = f"train.max_tokens {tc.max_tokens:,} / ({per_example:.1f} target tokens x {global_batch})"
         return steps, f"{why} = {steps:,} steps"
@@ -177,6 +176,7 @@ class Trainer:
     evaluation: Evaluation
     meter: Throughput
     grad_accum: int
+    last_eval: dict[str, float] = field(default_factory=dict)  # the newest evaluation, for the model card
 
     @property
     def global_batch(self) -> int:
@@ -217,8 +217,7 @@ def build(cfg: Config) -> Trainer:
     # Model, optimizer and the LR schedule (stepped by us once per optimizer step, never prepared).
     set_seed(tc.seed)
     model = build_model(cfg.model, tok, shards.dir.vocab_file, shards.train)
-    if tc.loss_chunks:
-        use_fused_loss(model, tc.loss_chunks)
+    use_fused_loss(model, tc.loss_chunks)  # the LM head on the labelled rows only, fused unless 0
     # Fused AdamW (CUDA and CPU) can skip a NaN/inf step on the device (``found_inf``): no host sync.
     optimizer = build_optimizer(model, tc, fused=True)
     scheduler = build_scheduler(optimizer, tc)
@@ -280,11 +279,10 @@ def begin(t: Trainer) -> None:
     acc.print(
         startup_summary(params, t.cfg.train.max_steps, t.global_batch, len(t.shards.train), t.shards.manifest)
     )
-    precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
     acc.print(
         f"global batch {t.global_batch} = {t.cfg.train.batch_size} per device x grad_accum {t.grad_accum} x "
         f"{acc.num_processes} processes; {len(t.shards.train):,} training examples; "
-        f"{precision} on {acc.device}"
+        f"{precision_name(acc)} on {acc.device}"
         + (f"; resumed from {t.resumed} at step {t.state.step}" if t.resumed else "")
     )
 
@@ -309,6 +307,7 @@ def loop(t: Trainer) -> Path:
         unit="step",
     )
     clock = Clock(first_step=t.state.step)
+    seconds_before = t.state.seconds  # the training time of the earlier launches
     window = LossWindow(t.state.window_loss, t.state.window_steps)  # a resumed interval goes on
     stats = StepStats.start(acc.device, t.state.bad_streak)
     t.model.train()
@@ -321,6 +320,7 @@ def loop(t: Trainer) -> Path:
             if not (stop or timed or any(due(t.state.step, every, tc.max_steps) for every in hooks)):
                 continue
             applied, worst_streak, grad_norm = stats.read(t.state, window)
+            t.state.seconds = seconds_before + clock.elapsed()
             stop_if_diverged(t, worst_streak)
             if applied:
                 maybe_log(t, window, grad_norm, bar, clock)
@@ -337,7 +337,7 @@ def loop(t: Trainer) -> Path:
                 )
                 return t.rundir.checkpoint(t.state.step)
     bar.close()
-    export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.final_export)
+    export_to(t, t.rundir.final_export)
     acc.end_training()
     acc.print(f"done: {t.state.step} steps, {t.state.bad_steps} skipped; export in {t.rundir.final_export}")
     return t.rundir.final_export
@@ -357,6 +357,8 @@ def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]], stats: St
         batch = next(batches)
         t.meter.add(batch)
         state.epoch, state.offset = t.sampler.advance(state.epoch, state.offset)
+        rows = labelled_rows(batch["labels"], max(t.cfg.train.loss_chunks, 1))  # on the host: no device sync
+        batch = {**batch, "label_rows": rows}
         micro.append({k: v.to(acc.device, non_blocking=True) for k, v in batch.items()})
     counts = [(batch["labels"] != IGNORE_INDEX).sum() for batch in micro]
     tokens = acc.reduce(torch.stack(counts).sum(), reduction="sum")
@@ -440,6 +442,7 @@ def maybe_evaluate(t: Trainer, bar: tqdm) -> None:
         return
     with t.meter.paused():
         metrics = ev.run(t.model, t.accelerator, t.collate, t.shards.tokenizer, t.cfg.eval)
+        t.last_eval = {k: v for k, v in metrics.items() if isinstance(v, float)}
         t.accelerator.log(metrics, step=t.state.step)
     bar.write(
         f"step {t.state.step}: eval loss {metrics['eval/loss']:.4f}, "
@@ -447,11 +450,59 @@ def maybe_evaluate(t: Trainer, bar: tqdm) -> None:
     )
 
 
+def precision_name(acc: Accelerator) -> str:
+    return {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
+
+
+def export_to(t: Trainer, target: Path) -> None:
+    """An export of the model as it is now, with its model card."""
+    export(t.accelerator, t.model, t.shards.dir.tokenizer_dir, target, model_card(t, target))
+
+
+def model_card(t: Trainer, target: Path) -> str:
+    """The card of an export made now: the model, its data, how far its training went, its evaluation."""
+    tc, acc, step = t.cfg.train, t.accelerator, t.state.step
+    model = acc.unwrap_model(t.model)
+    noise = t.cfg.noise.build()
+    overrides = ", ".join(f"{k}={v}" for k, v in noise.overrides().items() if k != "preset")
+    device = torch.cuda.get_device_name() if acc.device.type == "cuda" else acc.device.type
+    more = "" if step < tc.max_steps else " --train.max_steps N"  # a finished run goes on with a new total
+    training = card.Training(
+        step=step,
+        max_steps=tc.max_steps,
+        global_batch=f"{t.global_batch} = {tc.batch_size} per device x grad_accum {t.grad_accum} x "
+        f"{acc.num_processes} processes",
+        target_tokens=step * t.global_batch * t.shards.target_tokens_per_example,
+        optimizer=f"AdamW lr {tc.lr:g}, betas ({tc.beta1:g}, {tc.beta2:g}), eps {tc.eps:g}, weight decay "
+        f"{tc.weight_decay:g}" + (f", gradient clipping {tc.max_grad_norm:g}" if tc.max_grad_norm else ""),
+        schedule=f"{tc.warmup_ratio:.0%} linear warmup, then {tc.lr_schedule}",
+        noise=noise.preset + (f" ({overrides})" if overrides else ""),
+        precision=precision_name(acc),
+        devices=f"{acc.num_processes} process{'es' if acc.num_processes > 1 else ''} on {device}",
+        wall_seconds=t.state.seconds,
+        resume_command=f"accelerate launch -m pretrain --config {t.rundir.config_file} "
+        f"--train.resume auto{more}",
+        init_from=t.cfg.model.init_from,
+    )
+    facts = card.Facts(
+        name=f"{t.rundir.root.name}/{target.name}",
+        config=model.config,
+        parameters=sum(p.numel() for p in model.parameters()),
+        head=card.head_of(model),
+        manifest=t.shards.manifest,
+        training=training,
+        eval_metrics=t.last_eval,
+        license=t.cfg.card.license,
+        datasets=list(t.cfg.card.datasets),
+    )
+    return card.render(facts)
+
+
 def complete_export(t: Trainer) -> None:
     """The ``hf/step-N`` export of the resumed checkpoint, if a kill or a full disk cut it short."""
     tc, step = t.cfg.train, t.state.step
     if t.resumed and due(step, tc.save_every, tc.max_steps) and not t.rundir.export(step).is_dir():
-        export(t.accelerator, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(step))
+        export_to(t, t.rundir.export(step))
         t.accelerator.print(f"wrote {t.rundir.export(step)}, which the interrupted run did not finish")
 
 
@@ -465,7 +516,7 @@ def maybe_save(t: Trainer, applied: bool, forced: bool) -> bool:
     with t.meter.paused():
         save_checkpoint(acc, t.rundir, t.state, t.scheduler, run_id(t.identity), tc.keep_checkpoints)
         if scheduled:
-            export(acc, t.model, t.shards.dir.tokenizer_dir, t.rundir.export(t.state.step))
+            export_to(t, t.rundir.export(t.state.step))
             if acc.is_main_process:
                 t.rundir.prune(t.rundir.exports_dir, tc.keep_exports)
     return True

@@ -244,7 +244,7 @@ def train_until_interrupted(data: Path, out: Path, batch: int, **overrides) -> N
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from pretrain.report import read_scalars
+    from pretrain.runlog import read_scalars
 
     return {
         tag: [(step, value) for _, step, value in points] for tag, points in read_scalars(run_dir).items()

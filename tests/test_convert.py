@@ -366,3 +366,41 @@ def test_the_module_cli_exits_2_without_a_traceback(tmp_path):
     proc = subprocess.run([*argv, "--output", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("bart-convert: error:")
+
+
+def test_the_uer_head_round_trips_through_uer_exactly(tmp_path, vocab, hf, capsys):
+    """UER-py's head (one token table, lm_head apart, a trained output bias) as our trainer builds it:
+    hf-to-uer then uer-to-hf gives back every tensor and the logits exactly, and training continues
+    from either file with the same head."""
+    model = randomize(
+        build_model(small_config(tie_word_embeddings=False, logits_bias="trained"), hf, vocab / "vocab.txt"),
+        3,
+    ).eval()
+    assert model.model.encoder.embed_tokens.weight is model.model.shared.weight
+    model.save_pretrained(str(tmp_path / "hf"))
+    uer, back = tmp_path / "model.bin", tmp_path / "back"
+    assert convert(capsys, "hf-to-uer", "--input", str(tmp_path / "hf"), "--output", str(uer))[0] == 0
+    state = torch.load(uer, weights_only=True)
+    assert torch.equal(state["embedding.word.embedding.weight"], state["tgt_embedding.word.embedding.weight"])
+    assert torch.equal(state["target.lm.output_layer.bias"], model.final_logits_bias[0].detach())
+    code, out, _ = convert(
+        capsys, "uer-to-hf", "--input", str(uer), "--output", str(back), "--vocab", str(vocab), "--heads", "4"
+    )
+    assert code == 0 and "separate embeddings" in out
+
+    again = BartForConditionalGeneration.from_pretrained(str(back)).eval()
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        if key.endswith("embed_positions.weight"):  # BART's two offset rows are never read: UER has none
+            assert torch.equal(a[key][2:], b[key][2:]), key
+        else:
+            assert torch.equal(a[key], b[key]), key
+    assert torch.equal(logits(again), logits(model))
+    for source in (back, uer):  # --model.init_from the export or the UER file
+        resumed = build_model(
+            small_config(logits_bias="trained", init_from=str(source)), hf, vocab / "vocab.txt"
+        )
+        assert resumed.model.decoder.embed_tokens.weight is resumed.model.shared.weight
+        assert isinstance(resumed.final_logits_bias, torch.nn.Parameter)
+        assert torch.equal(logits(resumed.eval()), logits(model))

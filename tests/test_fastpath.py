@@ -20,7 +20,8 @@ from transformers import BartConfig, BartForConditionalGeneration
 
 from pretrain.collate import IGNORE_INDEX, DenoisingCollator
 from pretrain.config import load_config
-from pretrain.loss import LinearCrossEntropy, use_fused_loss
+from pretrain.loss import LinearCrossEntropy, labelled_rows, use_fused_loss
+from pretrain.model import share_token_embeddings, train_logits_bias
 from pretrain.stepstats import LossWindow, StepStats
 from pretrain.train import Trainer, build, train_step
 
@@ -32,18 +33,26 @@ PAD, CLS, SEP = 0, 2, 3
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-7}  # fp32: the sums run in another order
 
 
-def tiny_bart(bias: bool = True) -> BartForConditionalGeneration:
+def tiny_bart(
+    bias: bool = True, tie: bool = True, trained_bias: bool = False
+) -> BartForConditionalGeneration:
+    """``tie``: lm_head is the token embedding; else UER-py's head (one token embedding for encoder and
+    decoder, lm_head apart), with ``trained_bias`` the output bias a parameter, as build_model makes them."""
     torch.manual_seed(0)
     config = BartConfig(
         vocab_size=97, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
         dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=PAD, bos_token_id=CLS,
-        eos_token_id=SEP, decoder_start_token_id=CLS,
+        eos_token_id=SEP, decoder_start_token_id=CLS, tie_word_embeddings=tie,
     )  # fmt: skip
     model = BartForConditionalGeneration._from_config(config, attn_implementation="sdpa")
     if bias:  # a unigram-like final_logits_bias, as init_logits_bias: unigram gives
         with torch.no_grad():
             model.final_logits_bias.normal_()
+    if not tie:
+        share_token_embeddings(model, loaded=False)
+    if trained_bias:
+        train_logits_bias(model)
     return model
 
 
@@ -112,6 +121,56 @@ def test_fused_loss_equals_the_full_logits_loss(chunks):
     torch.testing.assert_close(fused(**batch).logits, plain(**batch).logits, rtol=0, atol=0)
 
 
+HEADS = [(True, False), (False, False), (True, True), (False, True)]  # (tied, trained bias)
+
+
+@pytest.mark.parametrize("chunks", [0, 3])
+@pytest.mark.parametrize(("tie", "trained_bias"), HEADS)
+def test_the_loss_on_the_labelled_rows_equals_transformers_for_every_head(chunks, tie, trained_bias):
+    """Fused (``chunks`` 3) and plain (0), tied and UER-py's head, frozen and trained output bias: the loss
+    on the labelled rows only has transformers' loss and gradients, the bias's included."""
+    plain = tiny_bart(tie=tie, trained_bias=trained_bias)
+    ours = copy.deepcopy(plain)
+    use_fused_loss(ours, chunks)
+    batch = DenoisingCollator(PAD, 8, decoder_attention_mask=False)(examples(LENGTHS))
+    loss_a, grads_a = loss_and_grads(plain, batch)
+    loss_b, grads_b = loss_and_grads(ours, batch)
+    torch.testing.assert_close(loss_b, loss_a, **TOLERANCE)
+    assert grads_a.keys() == grads_b.keys()
+    torch.testing.assert_close(grads_b, grads_a, **TOLERANCE)
+    assert ("final_logits_bias" in grads_b) == trained_bias and ("lm_head.weight" in grads_b) == (not tie)
+    if not tie:  # one token embedding for encoder and decoder, as UER-py: named once, one gradient
+        assert "model.encoder.embed_tokens.weight" not in grads_b and "model.shared.weight" in grads_b
+    # the labelled rows found on the host (as train_step passes them) give the very same loss
+    rows = labelled_rows(batch["labels"], max(chunks, 1))
+    loss_c, grads_c = loss_and_grads(ours, {**batch, "label_rows": rows})
+    assert torch.equal(loss_c, loss_b) and all(torch.equal(grads_c[k], grads_b[k]) for k in grads_b)
+
+
+@pytest.mark.parametrize("chunks", [0, 2])
+def test_only_the_labelled_rows_reach_the_lm_head(monkeypatch, chunks):
+    """The padded decoder rows (label -100) are dropped before the LM head, in either path."""
+    model = tiny_bart()
+    use_fused_loss(model, chunks)
+    batch = DenoisingCollator(PAD, 16, decoder_attention_mask=False)(examples(LENGTHS))
+    labelled = int((batch["labels"] != IGNORE_INDEX).sum())
+    assert labelled < batch["labels"].numel() / 2  # mostly padding: lengths 4..29 padded to 32
+    rows: list[int] = []
+    lm_head = model.lm_head.forward
+    monkeypatch.setattr(model.lm_head, "forward", lambda h: rows.append(h.shape[0]) or lm_head(h))
+    apply = LinearCrossEntropy.apply
+    monkeypatch.setattr(LinearCrossEntropy, "apply", lambda h, *a: rows.append(h.shape[0]) or apply(h, *a))
+    model(**batch).loss.backward()
+    assert rows == [labelled + labelled % 2] if chunks else [labelled]  # even slices: one ignored row more
+
+
+def test_labelled_rows_are_padded_to_even_slices_with_an_ignored_row():
+    labels = torch.tensor([[5, 6, 7, IGNORE_INDEX], [8, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]])
+    assert labelled_rows(labels).tolist() == [0, 1, 2, 4]
+    assert labelled_rows(labels, 3).tolist() == [0, 1, 2, 4, 8, 8]  # 8 = labels.numel(): the extra row
+    assert labelled_rows(labels, 4).tolist() == [0, 1, 2, 4]
+
+
 def test_fused_loss_in_bf16_matches_the_autocast_lm_head():
     """Under bf16 autocast both run the LM head matmul in bf16 and the softmax in fp32."""
     hidden = torch.randn(37, 32, requires_grad=True)
@@ -129,6 +188,19 @@ def test_fused_loss_in_bf16_matches_the_autocast_lm_head():
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(hidden.grad, expected[0], rtol=2e-2, atol=1e-2)  # bf16 products
     torch.testing.assert_close(weight.grad, expected[1], rtol=2e-2, atol=1e-2)
+
+
+def test_fused_loss_gives_a_trained_bias_its_gradient_in_bf16():
+    hidden, weight = torch.randn(37, 32), torch.randn(97, 32)
+    bias, labels = torch.randn(97, requires_grad=True), torch.randint(0, 97, (37,))
+    labels[::5] = IGNORE_INDEX
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.nn.functional.linear(hidden, weight) + bias
+    torch.nn.functional.cross_entropy(logits, labels, reduction="sum").backward()
+    expected, bias.grad = bias.grad.clone(), None
+    LinearCrossEntropy.apply(hidden, weight, bias, labels, 4, torch.bfloat16).backward()
+    assert bias.grad.dtype == torch.float32
+    torch.testing.assert_close(bias.grad, expected, rtol=1e-5, atol=1e-5)  # softmax and sums in fp32
 
 
 # -- the real train_step ----------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from pretrain.report import main, plot, summarize
+from pretrain.cli.report import main
 from pretrain.rundir import RunDir
+from pretrain.runlog import plot, summarize
 
 
 def write_run(run_dir, max_steps=1000):

@@ -19,7 +19,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from data_prep.errors import UserError
 from data_prep.shards import file_digest
 from pretrain.__main__ import main
-from pretrain.report import summarize
+from pretrain.runlog import summarize
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or prepares in several processes
 

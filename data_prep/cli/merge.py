@@ -16,6 +16,7 @@ from typing import Any
 from data_prep.atomic import atomic_dir
 from data_prep.errors import UserError
 from data_prep.job import finish
+from data_prep.lock import contents
 from data_prep.manifest import HEADER_KEYS, Repairs, SplitCounts, UnitStats, print_summary
 from data_prep.shards import SPLITS, ShardDir, make_layout
 
@@ -60,8 +61,13 @@ def _place(src: Path, dst: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     parts = _check_parts(args.parts)
     out = ShardDir(args.output)
-    if out.root.exists() and (not out.root.is_dir() or any(out.root.iterdir())):
-        raise UserError(f"output {out.root} exists and is not an empty directory")
+    with out.lock():  # the output is built aside and moved onto the locked directory (and its lock)
+        if contents(out.root):
+            raise UserError(f"output {out.root} exists and is not an empty directory")
+        return _merge(parts, out)
+
+
+def _merge(parts: list[tuple[ShardDir, dict[str, Any]]], out: ShardDir) -> int:
     first = parts[0][1]
     header = {k: first[k] for k in HEADER_KEYS} | {"part": None}
     segmented = "segment" in first.get("options", {})

@@ -19,6 +19,7 @@ from pathlib import Path
 from data_prep.cli import add_input_argument
 from data_prep.errors import UserError
 from data_prep.job import Job, Part, run_job
+from data_prep.lock import contents
 from data_prep.manifest import print_summary
 from data_prep.read import FORMATS, expand_inputs, input_size
 from data_prep.shards import SPLITS, ShardDir
@@ -124,13 +125,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _check_output(shards: ShardDir, resume: bool) -> bool:
-    """True when the output holds a finished run (with --resume); a user error when it cannot be used."""
+    """True when the output holds a finished run (with --resume); a user error when it cannot be used.
+    Called with the output's lock held (its lock file is no content)."""
     out = shards.root
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is not a directory")
-    if out.is_dir() and _only_a_skeleton(shards):
-        shutil.rmtree(out)  # killed before its plan was written: nothing in it to keep
-    if out.is_dir() and any(out.iterdir()):
+    if _only_a_skeleton(shards):
+        for path in contents(out):  # killed before its plan was written: nothing in it to keep
+            shutil.rmtree(path)
+    if contents(out):
         if not resume:
             raise UserError(f"output directory {out} is not empty (--resume finishes an interrupted run)")
         if shards.manifest_file.is_file():
@@ -152,7 +153,7 @@ def worker_count(requested: str, sizes: list[int], unit_mb: float) -> int:
 
 def _only_a_skeleton(shards: ShardDir) -> bool:
     """The empty directories ``prepare`` creates before it writes its plan, and nothing else."""
-    names = {p.name for p in shards.root.iterdir()}
+    names = {p.name for p in contents(shards.root)}
     if not names or not names <= {shards.work_dir.name, *SPLITS} or shards.plan_file.exists():
         return False
     return not any(p.is_file() and not p.name.startswith(".") for p in shards.root.rglob("*"))
@@ -167,10 +168,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot read input: {exc}") from None
     shards = ShardDir(args.output)
-    complete = _check_output(shards, args.resume)
-    args.workers = 1 if complete else worker_count(args.workers, sizes, args.unit_mb)
-    with start_workers(args.workers) as workers:
-        return _prepare(args, shards, part, files, sizes, complete, workers)
+    with shards.lock():  # one job per output, from its first check to its last write
+        complete = _check_output(shards, args.resume)
+        args.workers = 1 if complete else worker_count(args.workers, sizes, args.unit_mb)
+        with start_workers(args.workers) as workers:
+            return _prepare(args, shards, part, files, sizes, complete, workers)
 
 
 def _prepare(

@@ -13,6 +13,7 @@ from pathlib import Path
 from data_prep.atomic import atomic_dir
 from data_prep.cli import add_input_argument
 from data_prep.errors import UserError
+from data_prep.lock import DirLock, contents
 from data_prep.manifest import repairs_line
 from data_prep.read import FORMATS, expand_inputs
 from data_prep.tokenizer import SPECIAL_TOKENS, load_tokenizer
@@ -42,8 +43,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vocab-size must be more than {len(SPECIAL_TOKENS)}")
     files = expand_inputs(args.input)
     out: Path = args.output
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"output {out} exists and is not an empty directory")
+    with DirLock(out, "output"):  # the vocab is built aside and moved onto the locked directory
+        if contents(out):
+            raise UserError(f"output {out} exists and is not an empty directory")
+        return _vocab(args, files, out)
+
+
+def _vocab(args: argparse.Namespace, files: list[Path], out: Path) -> int:
     vocab = train_vocab(
         files,
         args.format,
@@ -61,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
         )
     tokens = vocab.tokens
     try:
-        if out.exists():
-            out.rmdir()
         with atomic_dir(out) as tmp:
             (tmp / "vocab.txt").write_text("".join(f"{token}\n" for token in tokens), encoding="utf-8")
             write_config(tmp)

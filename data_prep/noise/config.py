@@ -7,6 +7,7 @@ The fields' inline ``#`` comments are the descriptions of the README's config re
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import typing
@@ -87,6 +88,11 @@ class NoiseConfig:
                 raise UserError(f"unknown noise parameter '{key}'{hint}")
             values[key] = coerce(value, types[key], f"noise parameter '{key}'")
         return cls(**values)
+
+    def overrides(self) -> dict[str, Any]:
+        """The values that differ from this config's preset (what a run or a model card must state)."""
+        base = NoiseConfig.from_preset(self.preset)
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(base, k)}
 
     def span_length_probs(self) -> np.ndarray:
         """P(length = k) for k = 0..K, truncated at ``span_max_length`` and renormalised."""

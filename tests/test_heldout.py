@@ -1,4 +1,4 @@
-"""``pretrain.evaluate``: which target tokens count as corrupted, the accuracies, the unigram baseline, rank
+"""``pretrain.heldout``: which target tokens count as corrupted, the accuracies, the unigram baseline, rank
 shares."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 
 from pretrain.collate import DenoisingCollator
-from pretrain.evaluate import EvalExample, corrupted_mask, evaluate, rank_slice, unigram_accuracy
+from pretrain.heldout import EvalExample, corrupted_mask, evaluate, rank_slice, unigram_accuracy
 
 
 def test_corrupted_positions():
