@@ -62,7 +62,9 @@ def test_loads_and_generation_stops_at_sep(run):
     final = out / "hf" / "final"
     tok = BertTokenizer.from_pretrained(str(final))
     model = BartForConditionalGeneration.from_pretrained(str(final)).eval()
-    assert model.model.shared.weight.data_ptr() == model.lm_head.weight.data_ptr()  # tied
+    tied = model.model.shared.weight.data_ptr() == model.lm_head.weight.data_ptr()
+    assert tied == model.config.tie_word_embeddings  # the head the run trained (tiny.yaml: UER-py's, untied)
+    assert torch.equal(model.model.encoder.embed_tokens.weight, model.model.shared.weight)
     enc = tok(PROMPT, return_tensors="pt", return_token_type_ids=False)
     with torch.no_grad():
         model.final_logits_bias[0, tok.sep_token_id] = 1e4  # make [SEP] the first choice

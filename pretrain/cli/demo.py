@@ -126,7 +126,7 @@ def verdict(args: argparse.Namespace, root: Path, final: Path, shards: Path) -> 
     )
     probe = [str(final), "random", "--train", str(files["train"]), "--dev", str(files["dev"])]
     probe += ["--test", str(files["test"]), "--seeds", "1", "--epochs", str(args.probe_epochs)]
-    probe += ["--lr", "1e-4", "--max-length", "64", "--output", str(root / "probe"), "--card", "--quiet"]
+    probe += ["--lr", "3e-4", "--max-length", "64", "--output", str(root / "probe"), "--card", "--quiet"]
     check(finetune_main(probe), "bart-finetune")
     card = final / "README.md"
     print(f"\nthe model card, with both results: {card}")
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-length", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cloze", type=int, default=200, help="bart-eval cloze items")
-    parser.add_argument("--probe-examples", type=int, default=2000, help="downstream training examples")
-    parser.add_argument("--probe-epochs", type=int, default=2, help="downstream fine-tuning epochs")
+    parser.add_argument("--probe-examples", type=int, default=4000, help="downstream training examples")
+    parser.add_argument("--probe-epochs", type=int, default=3, help="downstream fine-tuning epochs")
 
     def _main() -> int:
         args = parser.parse_args(argv)
