@@ -14,6 +14,7 @@ step from the TensorBoard wall times after ``--warmup`` steps, and the share of 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def seconds_per_step(
     tree: Path, config: Path, shards: Path, out: Path, steps: int, warmup: int
 ) -> tuple[float, float]:
     """One ``python -m pretrain`` run from ``tree``: its s/step after ``warmup``, and its padded row share."""
+    shutil.rmtree(out, ignore_errors=True)  # a run of an earlier invocation would be refused
     argv = [sys.executable, "-m", "pretrain", "--config", str(config), "--data.path", str(shards)]
     argv += ["--train.output_dir", str(out), "--train.max_steps", str(steps)]
     subprocess.run(argv, cwd=tree, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
