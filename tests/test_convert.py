@@ -404,3 +404,20 @@ def test_the_uer_head_round_trips_through_uer_exactly(tmp_path, vocab, hf, capsy
         assert resumed.model.decoder.embed_tokens.weight is resumed.model.shared.weight
         assert isinstance(resumed.final_logits_bias, torch.nn.Parameter)
         assert torch.equal(logits(resumed.eval()), logits(model))
+
+
+def test_a_converted_model_carries_a_card_naming_its_source(tmp_path, vocab, hf, capsys):
+    from huggingface_hub import ModelCard
+
+    torch.save(uer_state(len(hf), old_names=False), tmp_path / "model.bin")
+    code, _, err = convert(
+        capsys, "uer-to-hf", "--input", str(tmp_path / "model.bin"), "--output", str(tmp_path / "hf"),
+        "--vocab", str(vocab / "vocab.txt"), "--heads", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    card = ModelCard.load(tmp_path / "hf" / "README.md")
+    assert card.data.language == "zh" and card.data.pipeline_tag == "text2text-generation"
+    assert (
+        "converted from the UER-py file `model.bin`" in card.text and "## Training procedure" not in card.text
+    )
+    assert f"{ENC} encoder + {DEC} decoder layers, hidden size {D}, 4 attention heads" in card.text
