@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from data_prep.atomic import write_text
 from data_prep.cli import Parser, int_at_least
@@ -23,6 +24,9 @@ from data_prep.cli.noise import parse_overrides
 from data_prep.errors import run_cli
 from data_prep.noise import PRESETS, NoiseConfig
 from data_prep.shards import SPLITS
+
+if TYPE_CHECKING:
+    from pretrain.scoring import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_for(args: argparse.Namespace):  # noqa: ANN201 - scoring is imported lazily (fast --help)
-    """The run's settings when a run directory is named and no noise option overrides them."""
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The run's settings when a run directory is named and no noise option overrides them (``scoring`` is
+    imported here, not at the top, so that ``--help`` stays fast)."""
     from pretrain.scoring import Settings
 
     chosen = args.preset is not None or args.set or args.seed is not None
