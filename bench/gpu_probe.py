@@ -199,20 +199,19 @@ def measure(name: str, cfg_overrides: dict, measure_s: float, tiny: bool) -> Row
     import torch._dynamo.utils
 
     from pretrain.config import load_config
-    from pretrain.stepstats import LossWindow, StepStats
-    from pretrain.train import build, due, train_step
+    from pretrain.stepstats import StepStats
+    from pretrain.train import build, train_step
 
     fresh_process_state()
     config = ROOT / "configs" / ("tiny.yaml" if tiny else "bart-4-768.yaml")
     t = build(load_config(config, cfg_overrides))
     cuda = t.accelerator.device.type == "cuda"
-    batches, stats, window = iter(t.loader), StepStats.start(t.accelerator.device, 0), LossWindow()
-    every = t.cfg.train.log_every
+    batches, stats = iter(t.loader), StepStats.start(t.accelerator.device, 0)
 
     def step() -> None:
         train_step(t, batches, stats)
-        if due(t.state.step, every, t.cfg.train.max_steps):
-            stats.read(t.state, window)
+        if t.log_hook.due(t.state.step):
+            stats.read(t.state)
 
     def sync() -> None:
         if cuda:
@@ -233,7 +232,7 @@ def measure(name: str, cfg_overrides: dict, measure_s: float, tiny: bool) -> Row
     while steps < 3 or time.perf_counter() - start < measure_s:
         step()
         steps += 1
-    stats.read(t.state, window)  # the last reads wait for the device
+    stats.read(t.state)  # the last reads wait for the device
     sync()
     seconds = time.perf_counter() - start
     _, tokens, positions, flops = t.meter.counts
@@ -253,7 +252,7 @@ def measure(name: str, cfg_overrides: dict, measure_s: float, tiny: bool) -> Row
                 torch.cuda.set_sync_debug_mode("default")
         row.syncs = sum("synchroniz" in str(w.message) for w in seen) / 2
     row.kernels = attention_kernels(step)
-    if not math.isfinite(window.take() if window.steps else math.nan):
+    if not math.isfinite(t.state.take_mean_loss() if t.state.window_steps else math.nan):
         row.note = "loss not finite"
     return row
 

@@ -51,9 +51,18 @@ class TrainState:
     offset: int = 0  # examples of this epoch's permutation consumed by all ranks together
     bad_steps: int = 0  # skipped NaN/inf steps, in total
     bad_streak: int = 0  # ... and in a row
-    window_loss: float = 0.0  # summed loss of the steps since the last log (so a resumed log is exact)
-    window_steps: int = 0
+    window_loss: float = 0.0  # the loss window: summed loss of the applied steps since the last log ...
+    window_steps: int = 0  # ... and their count (here, so a resumed log is exact)
     seconds: float = 0.0  # wall-clock seconds of training, over all launches (for the model card)
+
+    def add_losses(self, total: float, steps: int) -> None:
+        self.window_loss, self.window_steps = self.window_loss + total, self.window_steps + steps
+
+    def take_mean_loss(self) -> float:
+        """The mean loss of the window, which starts again empty."""
+        mean = self.window_loss / self.window_steps
+        self.window_loss, self.window_steps = 0.0, 0
+        return mean
 
     def state_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

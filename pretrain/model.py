@@ -16,8 +16,6 @@ from data_prep.errors import UserError
 from pretrain.config import NOT_BART_FIELDS, ModelConfig
 from pretrain.uer import check_uer, load_uer, uer_shape, uer_to_hf_state_dict
 
-LOGITS_BIAS_INITS = ("zeros", "unigram")
-LOGITS_BIAS_MODES = ("frozen", "trained")
 UER_SUFFIXES = (".bin", ".pt")  # how a model.init_from that does not exist says it meant a UER file
 
 
@@ -59,10 +57,6 @@ def build_model(
     ``tie_word_embeddings: false`` with ``logits_bias: trained`` is UER-py's BART head (the seed's):
     one token embedding for encoder and decoder, an output projection of its own, a trained output bias.
     """
-    if cfg.init_logits_bias not in LOGITS_BIAS_INITS:
-        raise UserError(f"model.init_logits_bias must be zeros or unigram, not '{cfg.init_logits_bias}'")
-    if cfg.logits_bias not in LOGITS_BIAS_MODES:
-        raise UserError(f"model.logits_bias must be frozen or trained, not '{cfg.logits_bias}'")
     ids = special_ids(tokenizer)
     if cfg.vocab_size is not None and cfg.vocab_size != len(tokenizer):
         raise UserError(

@@ -8,16 +8,7 @@ import torch
 from transformers import get_scheduler
 
 from data_prep.errors import UserError
-from pretrain.config import TrainConfig
-
-# train.lr_schedule -> the transformers schedule; every one starts with linear warmup from 0.
-SCHEDULES = {
-    "linear": "linear",  # then linear decay to 0 at max_steps
-    "cosine": "cosine",  # then half a cosine down to 0 at max_steps
-    "constant": "constant_with_warmup",  # then train.lr until the end
-    "inverse_sqrt": "inverse_sqrt",  # then lr * sqrt(warmup / step) (fairseq; without warmup: 10,000)
-    "polynomial": "polynomial",  # then (lr - lr_end) * (1 - progress) ** lr_power + lr_end
-}
+from pretrain.config import SCHEDULES, TrainConfig
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
@@ -37,32 +28,39 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> to
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """``train.lr_schedule`` after ``warmup_ratio * max_steps`` optimizer steps of linear warmup.
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """``train.lr_schedule`` after ``warmup_ratio * max_steps`` optimizer steps of linear warmup;
+    ``max_steps``: the run's plan (from a token or epoch budget), else ``cfg.max_steps``.
 
     Stepped once per optimizer step by the loop itself (never through ``accelerator.prepare``, which
     would step it once per process and shrink the schedule by the number of processes). Its ``plan``
     (``[[0, max_steps]]``, then one ``[step, max_steps]`` per change of ``max_steps`` on resume) is part
     of its state, so it is saved and restored with it; ``extend_schedule`` follows a change.
     """
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, [[0, cfg.max_steps]]))
-    scheduler.plan = [[0, cfg.max_steps]]
+    total = cfg.max_steps if max_steps is None else max_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, [[0, total]]))
+    scheduler.plan = [[0, total]]
     return scheduler
 
 
-def extend_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, cfg: TrainConfig, step: int) -> str | None:
+def extend_schedule(
+    scheduler: torch.optim.lr_scheduler.LambdaLR, cfg: TrainConfig, step: int, max_steps: int | None = None
+) -> str | None:
     """A resumed run whose ``max_steps`` changed: the rest of the schedule, from the LR at ``step`` to its
     end value, is stretched (or squeezed) over the new remaining steps, so the LR goes on without a jump.
     (``constant`` and ``inverse_sqrt`` do not depend on ``max_steps``; a schedule that had already ended
     stays at its end value.) Returns a note saying so, or None when nothing changed."""
-    plan = [list(p) for p in getattr(scheduler, "plan", [[0, cfg.max_steps]])]  # as restored
+    total = cfg.max_steps if max_steps is None else max_steps
+    plan = [list(p) for p in getattr(scheduler, "plan", [[0, total]])]  # as restored
     before, note = plan[-1][1], None
-    if before != cfg.max_steps:
-        if cfg.max_steps <= step:
-            raise UserError(f"train.max_steps {cfg.max_steps} is not beyond the resumed step {step}")
-        plan.append([step, cfg.max_steps])
+    if before != total:
+        if total <= step:
+            raise UserError(f"train.max_steps {total} is not beyond the resumed step {step}")
+        plan.append([step, total])
         note = (
-            f"train.max_steps changed from {before:,} to {cfg.max_steps:,} at step {step:,}: the rest of "
+            f"train.max_steps changed from {before:,} to {total:,} at step {step:,}: the rest of "
             f"the {cfg.lr_schedule} schedule is stretched over the new remaining steps (no LR jump)"
         )
     scheduler.plan = plan
@@ -93,14 +91,6 @@ def _stretched(factor: Callable[[int], float], at: int, old_end: int, new_end: i
 def _transformers_schedule(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    if cfg.lr_schedule not in SCHEDULES:
-        raise UserError(
-            f"config key 'train.lr_schedule' must be one of {', '.join(SCHEDULES)}, got {cfg.lr_schedule!r}"
-        )
-    if cfg.lr_schedule == "polynomial" and not 0 <= cfg.lr_end < cfg.lr:
-        raise UserError(
-            f"config key 'train.lr_end' must be >= 0 and below train.lr ({cfg.lr}), got {cfg.lr_end}"
-        )
     extra = {"lr_end": cfg.lr_end, "power": cfg.lr_power} if cfg.lr_schedule == "polynomial" else None
     return get_scheduler(
         SCHEDULES[cfg.lr_schedule],

@@ -1,5 +1,5 @@
-"""The loop's numbers between two reads: kept on the device (``StepStats``) so that no step waits for the
-GPU, and the training losses since the last log (``LossWindow``)."""
+"""The loop's numbers between two reads, kept on the device so that no step waits for the GPU; a read
+moves them into the ``TrainState`` (whose loss window the log takes)."""
 
 from __future__ import annotations
 
@@ -37,31 +37,15 @@ class StepStats:
         self.worst = torch.maximum(self.worst, self.streak)
         self.finite, self.grad_norm = finite.float(), grad_norm.detach().float()
 
-    def read(self, state: TrainState, window: LossWindow) -> tuple[bool, int, float]:
-        """One host sync: move the sums into ``state`` and ``window``; (last step applied, the worst
-        streak of skipped steps since the last read, the last gradient norm)."""
+    def read(self, state: TrainState) -> tuple[bool, int, float]:
+        """One host sync: move the sums into ``state`` (its loss window and skip counts); (last step
+        applied, the worst streak of skipped steps since the last read, the last gradient norm)."""
         values = [self.loss, self.applied, self.skipped, self.streak, self.worst, self.finite, self.grad_norm]
         loss, applied, skipped, streak, worst, finite, grad_norm = torch.stack(values).tolist()
-        window.add(loss, int(applied))
+        state.add_losses(loss, int(applied))
         state.bad_steps += int(skipped)
         state.bad_streak = int(streak)
         for total in (self.loss, self.applied, self.skipped):
             total.zero_()
         self.worst = self.streak.clone()
         return bool(finite), int(worst), grad_norm
-
-
-@dataclass
-class LossWindow:
-    """The training losses since the last log."""
-
-    total: float = 0.0
-    steps: int = 0
-
-    def add(self, total: float, steps: int) -> None:
-        self.total, self.steps = self.total + total, self.steps + steps
-
-    def take(self) -> float:
-        mean = self.total / self.steps
-        self.total, self.steps = 0.0, 0
-        return mean

@@ -20,17 +20,32 @@ from data_prep.errors import UserError
 HPARAM_METRICS = ("eval/loss", "eval/accuracy")
 
 
+def known_trackers() -> list[str]:
+    return sorted(LOGGER_TYPE_TO_CLASS)
+
+
+def unknown_trackers(report_to: str) -> list[str]:
+    """The names in ``train.report_to`` that accelerate does not know (the config's check of the key)."""
+    return [name for name in _names(report_to) if name not in LOGGER_TYPE_TO_CLASS]
+
+
+def _names(report_to: str) -> list[str]:
+    return [n.strip() for n in report_to.split(",") if n.strip() and n.strip() != "none"]
+
+
 def trackers(report_to: str) -> list[str]:
     """The names in ``train.report_to`` (comma-separated; ``none``: none), each known and installed."""
-    names = [n.strip() for n in report_to.split(",") if n.strip() and n.strip() != "none"]
+    unknown = unknown_trackers(report_to)
+    if unknown:
+        known = ", ".join(known_trackers())
+        raise UserError(
+            f"train.report_to: unknown tracker '{unknown[0]}' (accelerate knows: {known}, or none)"
+        )
     available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
-    for name in names:
-        if name not in LOGGER_TYPE_TO_CLASS:
-            known = ", ".join(sorted(LOGGER_TYPE_TO_CLASS))
-            raise UserError(f"train.report_to: unknown tracker '{name}' (accelerate knows: {known}, or none)")
+    for name in _names(report_to):
         if name not in available:
             raise UserError(f"train.report_to: {name} is not installed (pip install {name})")
-    return names
+    return _names(report_to)
 
 
 def start(

@@ -1,16 +1,17 @@
 """The training loop: BART denoising pre-training through accelerate, read top to bottom.
 
-``train(cfg)`` = ``validate`` (the config alone) -> ``build`` (accelerator, data, noise, model, optimizer,
-schedule, resume: all in memory, nothing written) -> ``begin`` (the run directory and TensorBoard are
-written only now, once every check has passed) -> ``loop`` (one optimizer step over grad_accum
-micro-batches, then the ``maybe_*`` hooks: log, evaluate, checkpoint + export) -> the final export.
+``train(cfg)`` = ``validate`` (the config against this machine; the config checked its own values when
+it was loaded) -> ``build`` (the plan, accelerator, data, noise, model, optimizer, schedule, resume: all
+in memory, nothing written) -> ``begin`` (the run directory and TensorBoard are written only now, once
+every check has passed) -> ``loop`` (one optimizer step over grad_accum micro-batches; then each hook
+that is due: log, evaluate, checkpoint + export) -> ``finish`` (the final export, or the stop by a
+signal).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from data_prep.noise import Denoiser
 from pretrain import card, tracking
 from pretrain.checkpoint import TrainState, load_checkpoint, resume_candidates, run_id, save_checkpoint
 from pretrain.collate import IGNORE_INDEX, DenoisingCollator
-from pretrain.config import CHOICES, Config, TrainConfig
+from pretrain.config import Config
 from pretrain.console import Clock, interactive, log_line, startup_summary
 from pretrain.data import EpochBatchSampler, NoisedDataset, Shards, load_shards, make_loader
 from pretrain.export import export
@@ -36,12 +37,11 @@ from pretrain.loss import labelled_rows, use_fused_loss
 from pretrain.metrics import Throughput, peak_flops
 from pretrain.model import build_model
 from pretrain.optim import build_optimizer, build_scheduler, extend_schedule
+from pretrain.plan import Plan, make_plan
 from pretrain.preemption import Preemption
 from pretrain.rundir import RunDir, run_identity
-from pretrain.stepstats import LossWindow, StepStats
+from pretrain.stepstats import StepStats
 from pretrain.tracking import manifest_markdown, trackers
-
-COMPILE = {"auto": None, "true": True, "yes": True, "false": False, "no": False}
 
 
 def train(cfg: Config) -> Path:
@@ -53,95 +53,25 @@ def train(cfg: Config) -> Path:
         return loop(trainer)
 
 
-# -- validate: the checks that need nothing but the config ------------------------------------------------
+# -- validate: the config against this machine ---------------------------------------------------------
 
 
 def validate(cfg: Config) -> None:
-    """The checks that need only the config (the rest run in ``build``, still before anything is written)."""
-    mixed_precision(cfg.train)
+    """What the config alone cannot say about itself: this machine and this launch. Reads, changes nothing."""
     if not cfg.data.path:
         raise UserError(
             "data.path is not set: pass --data.path DIR (a directory made by `data_prep prepare`)"
         )
-    attention, backends = cfg.model.attn_implementation, CHOICES["model.attn_implementation"]
-    if attention not in backends:
-        raise UserError(f"model.attn_implementation must be one of {', '.join(backends)}, not '{attention}'")
-    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+    if (
+        cfg.model.attn_implementation == "flash_attention_2"
+        and importlib.util.find_spec("flash_attn") is None
+    ):
         raise UserError("model.attn_implementation flash_attention_2 needs the flash-attn package")
-    compile_model(cfg.train)
-    if cfg.train.loss_chunks < 0 or cfg.data.pad_to_multiple_of < 1:
-        raise UserError("train.loss_chunks must be at least 0 and data.pad_to_multiple_of at least 1")
+    if cfg.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("train.mixed_precision fp16 needs a GPU")
     out = Path(cfg.train.output_dir)
     if any(p.exists() and not p.is_dir() for p in out.parents):
         raise UserError(f"train.output_dir {out} lies inside a file")
-
-
-def mixed_precision(cfg: TrainConfig) -> str:
-    """``auto`` -> what ``accelerate launch`` was told, else bf16 on a GPU that has it, else fp32 ("no")."""
-    cuda = torch.cuda.is_available()
-    if cfg.mixed_precision == "auto":
-        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
-        return launcher or ("bf16" if cuda and torch.cuda.is_bf16_supported() else "no")
-    if cfg.mixed_precision not in ("no", "bf16", "fp16"):
-        raise UserError(f"train.mixed_precision must be auto, no, bf16 or fp16, not '{cfg.mixed_precision}'")
-    if cfg.mixed_precision == "fp16" and not cuda:
-        raise UserError("train.mixed_precision fp16 needs a GPU")
-    return cfg.mixed_precision
-
-
-def compile_model(cfg: TrainConfig) -> bool:
-    """``train.compile``: ``auto`` compiles on CUDA (where it pays), never on CPU (where compiling costs
-    minutes and saves little)."""
-    choice = COMPILE.get(str(cfg.compile).lower(), "bad")
-    if choice == "bad":
-        raise UserError(f"train.compile must be auto, true or false, not '{cfg.compile}'")
-    return torch.cuda.is_available() if choice is None else bool(choice)
-
-
-def grad_accum_steps(cfg: TrainConfig, num_processes: int) -> int:
-    """``grad_accum``, or ``global_batch_size / (batch_size * processes)``; the two must agree.
-
-    A per-device ``batch_size`` bigger than the global batch's share of a process is lowered to that
-    share (``cfg`` is updated): the seed recipe's 64 on one GPU is 8 per device on 8 GPUs, grad_accum 1,
-    so the same config runs as written on any number of GPUs that divides the global batch."""
-    if cfg.global_batch_size is None:
-        return cfg.grad_accum or 1
-    share, rest = divmod(cfg.global_batch_size, num_processes)
-    if cfg.batch_size > share and not rest and share:
-        cfg.batch_size = share
-    per_step = cfg.batch_size * num_processes
-    if cfg.global_batch_size % per_step:
-        hint = cfg.global_batch_size // num_processes
-        fix = (
-            f": pass --train.batch_size {hint} or less" if cfg.global_batch_size % num_processes == 0 else ""
-        )
-        raise UserError(
-            f"train.global_batch_size {cfg.global_batch_size} is not a multiple of batch_size "
-            f"{cfg.batch_size} x {num_processes} processes{fix}"
-        )
-    derived = cfg.global_batch_size // per_step
-    if cfg.grad_accum is not None and cfg.grad_accum != derived:
-        raise UserError(
-            f"train.grad_accum {cfg.grad_accum} contradicts global_batch_size {cfg.global_batch_size} "
-            f"= {cfg.batch_size} per device x {num_processes} processes x {derived}"
-        )
-    return derived
-
-
-def planned_steps(tc: TrainConfig, global_batch: int, shards: Shards) -> tuple[int, str] | None:
-    """``max_steps`` from ``max_epochs`` (examples) or ``max_tokens`` (target tokens: a row of n ids is
-    n - 1 labels), rounded up to whole steps; with the reason, for the log. None: ``max_steps`` stands."""
-    examples = len(shards.train)
-    if tc.max_epochs is not None:
-        steps = math.ceil(tc.max_epochs * examples / global_batch)
-        why = f"train.max_epochs {tc.max_epochs:g} x {examples:,} examples / {global_batch} per step"
-        return steps, f"{why} = {steps:,} steps"
-    if tc.max_tokens is not None:
-        per_example = shards.target_tokens_per_example
-        steps = math.ceil(tc.max_tokens / (per_example * global_batch))
-        why = f"train.max_tokens {tc.max_tokens:,} / ({per_example:.1f} target tokens x {global_batch})"
-        return steps, f"{why} = {steps:,} steps"
-    return None
 
 
 def use_tf32(on: bool) -> None:
@@ -156,50 +86,63 @@ def use_tf32(on: bool) -> None:
 # -- build: every component, in memory --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Every:
+    """When a hook is due: every ``every`` steps, and at the run's last step."""
+
+    every: int
+    last: int
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.last
+
+
 @dataclass
 class Trainer:
-    """What ``build`` made and the loop works with."""
+    """What ``build`` made and the loop works with, by role."""
 
+    # what to run: the config as loaded, and what the run derived from it
     cfg: Config
-    accelerator: Accelerator
+    plan: Plan
+    # where it goes: the run directory, and the identity its checkpoints carry
     rundir: RunDir
     identity: dict[str, Any]
+    # the data: shards, this rank's resumable order, the batches
     shards: Shards
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    state: TrainState
-    resumed: Path | None
     sampler: EpochBatchSampler
     loader: torch.utils.data.DataLoader
     collate: DenoisingCollator
+    # the model and its optimization
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    # progress: the loop's state (saved in every checkpoint), and the checkpoint it resumed from
+    state: TrainState
+    resumed: Path | None
+    # the hooks: when each is due, and what the log and the evaluation use
+    log_hook: Every
+    eval_hook: Every
+    save_hook: Every
     evaluation: Evaluation
     meter: Throughput
-    grad_accum: int
     last_eval: dict[str, float] = field(default_factory=dict)  # the newest evaluation, for the model card
-
-    @property
-    def global_batch(self) -> int:
-        return self.cfg.train.batch_size * self.grad_accum * self.accelerator.num_processes
 
 
 def build(cfg: Config) -> Trainer:
     tc = cfg.train
     rundir = RunDir(Path(tc.output_dir))
-    # The process group first (as accelerate would make it), to derive grad_accum for the Accelerator.
-    grad_accum = grad_accum_steps(
-        tc, PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
-    )
+    shards = load_shards(cfg.data.path, cfg.data.verify)
+    # The process group first (as accelerate would make it): the plan needs the number of processes.
+    plan = make_plan(cfg, PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes, shards)
     accelerator = Accelerator(
-        mixed_precision=mixed_precision(tc),
-        gradient_accumulation_steps=grad_accum,
+        mixed_precision=plan.mixed_precision,
+        gradient_accumulation_steps=plan.grad_accum,
         log_with=trackers(tc.report_to) or None,
         project_config=ProjectConfiguration(project_dir=str(rundir.root), logging_dir=str(rundir.root)),
         step_scheduler_with_optimizer=False,
     )
     use_tf32(tc.tf32)
-
-    shards = load_shards(cfg.data.path, cfg.data.verify)
     identity = run_identity(cfg, shards.vocab_sha256, shards.manifest.get("plan_sha256"))
     rundir.check(identity, resume=bool(tc.resume))
     if shards.seq_length > cfg.model.max_position_embeddings:
@@ -207,10 +150,8 @@ def build(cfg: Config) -> Trainer:
             f"the data's seq_length {shards.seq_length} exceeds model.max_position_embeddings "
             f"{cfg.model.max_position_embeddings}"
         )
-    planned = planned_steps(tc, tc.batch_size * grad_accum * accelerator.num_processes, shards)
-    if planned:
-        tc.max_steps, why = planned
-        accelerator.print(why)
+    if plan.steps_from != "train.max_steps":
+        accelerator.print(plan.steps_from)
     tok, noise = shards.tokenizer, cfg.noise.build()
     dataset = NoisedDataset(shards.train, Denoiser.from_tokenizer(noise, tok, seed=tc.seed))
 
@@ -220,20 +161,22 @@ def build(cfg: Config) -> Trainer:
     use_fused_loss(model, tc.loss_chunks)  # the LM head on the labelled rows only, fused unless 0
     # Fused AdamW (CUDA and CPU) can skip a NaN/inf step on the device (``found_inf``): no host sync.
     optimizer = build_optimizer(model, tc, fused=True)
-    scheduler = build_scheduler(optimizer, tc)
-    if compile_model(tc):
+    scheduler = build_scheduler(optimizer, tc, plan.max_steps)
+    if plan.compile:
         model.compile()
     model, optimizer = accelerator.prepare(model, optimizer)
     set_seed(tc.seed, device_specific=True)  # same initial weights everywhere, different dropout per rank
     state = TrainState()
     resumed = load_checkpoint(accelerator, resume_candidates(cfg, rundir), state, scheduler, run_id(identity))
-    note = extend_schedule(scheduler, tc, state.step)  # a changed max_steps: the rest is stretched
+    note = extend_schedule(
+        scheduler, tc, state.step, plan.max_steps
+    )  # a new max_steps: the rest is stretched
     if note:
         accelerator.print(note)
 
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = EpochBatchSampler(
-        len(shards.train), tc.batch_size, rank, world, tc.seed, state.epoch, state.offset
+        len(shards.train), plan.batch_size, rank, world, tc.seed, state.epoch, state.offset
     )
     collate = DenoisingCollator(
         tok.pad_token_id, cfg.data.pad_to_multiple_of, cfg.data.decoder_attention_mask
@@ -243,17 +186,33 @@ def build(cfg: Config) -> Trainer:
     )
     eval_noise = Denoiser.from_tokenizer(noise, tok, seed=cfg.eval.noise_seed)
     evaluation = Evaluation.build(shards.valid, eval_noise, cfg.eval, accelerator)
-    config = accelerator.unwrap_model(model).config
-    meter = Throughput(config, peak_flops(accelerator.device))
+    meter = Throughput(accelerator.unwrap_model(model).config, peak_flops(accelerator.device))
     return Trainer(
-        cfg, accelerator, rundir, identity, shards, model, optimizer, scheduler, state, resumed, sampler,
-        loader, collate, evaluation, meter, grad_accum,
-    )  # fmt: skip
+        cfg=cfg,
+        plan=plan,
+        rundir=rundir,
+        identity=identity,
+        shards=shards,
+        sampler=sampler,
+        loader=loader,
+        collate=collate,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=state,
+        resumed=resumed,
+        log_hook=Every(tc.log_every, plan.max_steps),
+        eval_hook=Every(tc.eval_every, plan.max_steps),
+        save_hook=Every(tc.save_every, plan.max_steps),
+        evaluation=evaluation,
+        meter=meter,
+    )
 
 
 def begin(t: Trainer) -> None:
     """Write the run directory (all checks have passed) and start TensorBoard."""
-    acc = t.accelerator
+    acc, plan = t.accelerator, t.plan
     acc.wait_for_everyone()
     config_yaml = yaml.safe_dump(t.cfg.to_dict(), allow_unicode=True, sort_keys=False)
     if acc.is_main_process:
@@ -267,21 +226,15 @@ def begin(t: Trainer) -> None:
             acc.print(f"set aside {name}: newer than the checkpoint this run resumes from")
     acc.wait_for_everyone()
     complete_export(t)
-    derived = {
-        "run.global_batch": t.global_batch,
-        "run.grad_accum": t.grad_accum,
-        "run.processes": acc.num_processes,
-    }
     names = trackers(t.cfg.train.report_to)
-    tracking.start(acc, names, t.rundir.tensorboard_dir.name, {**t.cfg.flat(), **derived}, config_yaml)
+    tracking.start(acc, names, t.rundir.tensorboard_dir.name, {**t.cfg.flat(), **plan.hparams()}, config_yaml)
     acc.log({"run/manifest": manifest_markdown(t.shards.manifest)}, step=t.state.step)
     params = sum(p.numel() for p in acc.unwrap_model(t.model).parameters())
     acc.print(
-        startup_summary(params, t.cfg.train.max_steps, t.global_batch, len(t.shards.train), t.shards.manifest)
+        startup_summary(params, plan.max_steps, plan.global_batch, len(t.shards.train), t.shards.manifest)
     )
     acc.print(
-        f"global batch {t.global_batch} = {t.cfg.train.batch_size} per device x grad_accum {t.grad_accum} x "
-        f"{acc.num_processes} processes; {len(t.shards.train):,} training examples; "
+        f"global batch {plan.describe()}; {len(t.shards.train):,} training examples; "
         f"{precision_name(acc)} on {acc.device}"
         + (f"; resumed from {t.resumed} at step {t.state.step}" if t.resumed else "")
     )
@@ -291,55 +244,64 @@ def begin(t: Trainer) -> None:
 
 
 def loop(t: Trainer) -> Path:
-    """Optimizer steps until ``max_steps``; a NaN/inf step is skipped (and counted) instead of applied.
+    """Optimizer steps until ``max_steps`` or a signal; a NaN/inf step is skipped (and counted).
 
     The steps never wait for the device: their numbers stay there (``StepStats``) until a step where a
-    hook is due (log, evaluate or save) reads them. A skipped step is not logged, evaluated or saved,
-    and ``max_bad_steps`` skipped steps in a row stop the run at that read.
+    hook is due (log, evaluate, save, or a signal / ``save_every_minutes``) reads them, once. A skipped
+    step is not logged, evaluated or saved, and ``max_bad_steps`` skipped steps in a row stop the run at
+    that read.
     """
-    tc, acc = t.cfg.train, t.accelerator
+    acc, state = t.accelerator, t.state
     batches = iter(t.loader)
     bar = tqdm(
-        total=tc.max_steps,
-        initial=t.state.step,
+        total=t.plan.max_steps,
+        initial=state.step,
         disable=not (acc.is_main_process and interactive()),  # else one log line per interval
         desc="train",
         unit="step",
     )
-    clock = Clock(first_step=t.state.step)
-    seconds_before = t.state.seconds  # the training time of the earlier launches
-    window = LossWindow(t.state.window_loss, t.state.window_steps)  # a resumed interval goes on
-    stats = StepStats.start(acc.device, t.state.bad_streak)
+    clock = Clock(first_step=state.step)
+    seconds_before = state.seconds  # the training time of the earlier launches
+    stats = StepStats.start(acc.device, state.bad_streak)
+    stopped_by = None
     t.model.train()
-    with Preemption(tc.save_every_minutes) as preemption:
-        while t.state.step < tc.max_steps:
+    with Preemption(t.cfg.train.save_every_minutes) as preemption:
+        while state.step < t.plan.max_steps and stopped_by is None:
             train_step(t, batches, stats)
             bar.update(1)
-            stop, timed = preemption.check(acc, t.state.step)
-            hooks = (tc.log_every, tc.eval_every, tc.save_every)
-            if not (stop or timed or any(due(t.state.step, every, tc.max_steps) for every in hooks)):
+            stop, timed = preemption.check(acc, state.step)
+            log, evaluate, save = (hook.due(state.step) for hook in (t.log_hook, t.eval_hook, t.save_hook))
+            if not (stop or timed or log or evaluate or save):
                 continue
-            applied, worst_streak, grad_norm = stats.read(t.state, window)
-            t.state.seconds = seconds_before + clock.elapsed()
+            applied, worst_streak, grad_norm = stats.read(state)
+            state.seconds = seconds_before + clock.elapsed()
             stop_if_diverged(t, worst_streak)
-            if applied:
-                maybe_log(t, window, grad_norm, bar, clock)
-                maybe_evaluate(t, bar)
-            t.state.window_loss, t.state.window_steps = window.total, window.steps
-            if maybe_save(t, applied, forced=stop or timed):
+            if applied and log:
+                log_step(t, grad_norm, bar, clock)
+            if applied and evaluate:
+                run_evaluation(t, bar)
+            if (applied and save) or stop or timed:
+                save_step(t, export=applied and save)
                 preemption.saved()
             if stop:
-                bar.close()
-                acc.end_training()
-                acc.print(
-                    f"stopped by {preemption.signal_name} at step {t.state.step}: saved "
-                    f"{t.rundir.checkpoint(t.state.step)}; the same command with --train.resume auto goes on"
-                )
-                return t.rundir.checkpoint(t.state.step)
+                stopped_by = preemption.signal_name
+    return finish(t, bar, stopped_by)
+
+
+def finish(t: Trainer, bar: tqdm, stopped_by: str | None) -> Path:
+    """The end of every launch: the final export (or, stopped by a signal, the checkpoint just saved)."""
+    acc, step = t.accelerator, t.state.step
     bar.close()
-    export_to(t, t.rundir.final_export)
+    if stopped_by is None:
+        export_to(t, t.rundir.final_export)
     acc.end_training()
-    acc.print(f"done: {t.state.step} steps, {t.state.bad_steps} skipped; export in {t.rundir.final_export}")
+    if stopped_by is not None:
+        acc.print(
+            f"stopped by {stopped_by} at step {step}: saved {t.rundir.checkpoint(step)}; "
+            "the same command with --train.resume auto goes on"
+        )
+        return t.rundir.checkpoint(step)
+    acc.print(f"done: {step} steps, {t.state.bad_steps} skipped; export in {t.rundir.final_export}")
     return t.rundir.final_export
 
 
@@ -353,7 +315,7 @@ def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]], stats: St
     """
     acc, state = t.accelerator, t.state
     micro = []
-    for _ in range(t.grad_accum):
+    for _ in range(t.plan.grad_accum):
         batch = next(batches)
         t.meter.add(batch)
         state.epoch, state.offset = t.sampler.advance(state.epoch, state.offset)
@@ -362,7 +324,7 @@ def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]], stats: St
         micro.append({k: v.to(acc.device, non_blocking=True) for k, v in batch.items()})
     counts = [(batch["labels"] != IGNORE_INDEX).sum() for batch in micro]
     tokens = acc.reduce(torch.stack(counts).sum(), reduction="sum")
-    scale = t.grad_accum * acc.num_processes / tokens  # acc.backward divides by grad_accum, DDP by ranks
+    scale = t.plan.grad_accum * acc.num_processes / tokens  # acc.backward divides by grad_accum, DDP by ranks
     loss_sum = torch.zeros((), device=acc.device)
     for batch, count in zip(micro, counts, strict=True):
         with acc.accumulate(t.model):
@@ -374,7 +336,11 @@ def train_step(t: Trainer, batches: Iterator[dict[str, torch.Tensor]], stats: St
     finite = torch.isfinite(step_loss)
     if acc.mixed_precision != "fp16" and acc.distributed_type != DistributedType.DEEPSPEED:
         finite &= torch.isfinite(grad_norm)
-        t.optimizer.optimizer.found_inf = (~finite).float()  # build_optimizer(fused=True)
+        # Fused AdamW (build_optimizer(fused=True)) reads ``found_inf`` in its step and leaves every
+        # parameter and moment untouched where it is 1, on the device. accelerate's AcceleratedOptimizer
+        # wraps the torch optimizer without copying it, so the attribute set on ``.optimizer`` is the one
+        # its ``step`` sees; fp16 (the grad scaler sets it) and DeepSpeed (its own optimizer) skip this.
+        t.optimizer.optimizer.found_inf = (~finite).float()
     t.optimizer.step()
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
@@ -406,17 +372,12 @@ def stop_if_diverged(t: Trainer, worst_streak: int) -> None:
         )
 
 
-def due(step: int, every: int, last: int) -> bool:
-    return step % every == 0 or step == last
-
-
-def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm, clock: Clock) -> None:
-    tc, acc, state = t.cfg.train, t.accelerator, t.state
-    if not due(state.step, tc.log_every, tc.max_steps):
-        return
+def log_step(t: Trainer, grad_norm: float, bar: tqdm, clock: Clock) -> None:
+    """The training scalars (the loss window's mean, LR, throughput) to the trackers, and the bar/line."""
+    acc, state = t.accelerator, t.state
     totals = acc.reduce(t.meter.local().to(acc.device), reduction="sum").cpu()
     logs = {
-        "train/loss": window.take(),
+        "train/loss": state.take_mean_loss(),
         "train/lr": t.scheduler.get_last_lr()[0],
         "train/grad_norm": grad_norm,
         "train/epoch": state.epoch + state.offset / len(t.shards.train),
@@ -427,7 +388,7 @@ def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm, clock
         logs["train/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     acc.log(logs, step=state.step)
     if bar.disable:
-        acc.print(log_line(state.step, tc.max_steps, logs, clock))
+        acc.print(log_line(state.step, t.plan.max_steps, logs, clock))
     bar.set_postfix(
         loss=f"{logs['train/loss']:.4f}",
         lr=f"{logs['train/lr']:.2e}",
@@ -436,9 +397,10 @@ def maybe_log(t: Trainer, window: LossWindow, grad_norm: float, bar: tqdm, clock
     )
 
 
-def maybe_evaluate(t: Trainer, bar: tqdm) -> None:
-    tc, ev = t.cfg.train, t.evaluation
-    if not ev.share or not due(t.state.step, tc.eval_every, tc.max_steps):
+def run_evaluation(t: Trainer, bar: tqdm) -> None:
+    """The held-out loss and accuracy (and fill-in samples), with the throughput clock paused."""
+    ev = t.evaluation
+    if not ev.share:  # no held-out examples: nothing to evaluate
         return
     with t.meter.paused():
         metrics = ev.run(t.model, t.accelerator, t.collate, t.shards.tokenizer, t.cfg.eval)
@@ -461,18 +423,17 @@ def export_to(t: Trainer, target: Path) -> None:
 
 def model_card(t: Trainer, target: Path) -> str:
     """The card of an export made now: the model, its data, how far its training went, its evaluation."""
-    tc, acc, step = t.cfg.train, t.accelerator, t.state.step
+    tc, acc, step, plan = t.cfg.train, t.accelerator, t.state.step, t.plan
     model = acc.unwrap_model(t.model)
     noise = t.cfg.noise.build()
     overrides = ", ".join(f"{k}={v}" for k, v in noise.overrides().items() if k != "preset")
     device = torch.cuda.get_device_name() if acc.device.type == "cuda" else acc.device.type
-    more = "" if step < tc.max_steps else " --train.max_steps N"  # a finished run goes on with a new total
+    more = "" if step < plan.max_steps else " --train.max_steps N"  # a finished run goes on with a new total
     training = card.Training(
         step=step,
-        max_steps=tc.max_steps,
-        global_batch=f"{t.global_batch} = {tc.batch_size} per device x grad_accum {t.grad_accum} x "
-        f"{acc.num_processes} processes",
-        target_tokens=step * t.global_batch * t.shards.target_tokens_per_example,
+        max_steps=plan.max_steps,
+        global_batch=plan.describe(),
+        target_tokens=step * plan.global_batch * t.shards.target_tokens_per_example,
         optimizer=f"AdamW lr {tc.lr:g}, betas ({tc.beta1:g}, {tc.beta2:g}), eps {tc.eps:g}, weight decay "
         f"{tc.weight_decay:g}" + (f", gradient clipping {tc.max_grad_norm:g}" if tc.max_grad_norm else ""),
         schedule=f"{tc.warmup_ratio:.0%} linear warmup, then {tc.lr_schedule}",
@@ -500,23 +461,19 @@ def model_card(t: Trainer, target: Path) -> str:
 
 def complete_export(t: Trainer) -> None:
     """The ``hf/step-N`` export of the resumed checkpoint, if a kill or a full disk cut it short."""
-    tc, step = t.cfg.train, t.state.step
-    if t.resumed and due(step, tc.save_every, tc.max_steps) and not t.rundir.export(step).is_dir():
+    step = t.state.step
+    if t.resumed and t.save_hook.due(step) and not t.rundir.export(step).is_dir():
         export_to(t, t.rundir.export(step))
         t.accelerator.print(f"wrote {t.rundir.export(step)}, which the interrupted run did not finish")
 
 
-def maybe_save(t: Trainer, applied: bool, forced: bool) -> bool:
-    """A checkpoint and an ``hf/step-N`` export every ``save_every`` steps and at the last step (after an
-    applied step); a checkpoint alone when ``forced`` (a signal, ``save_every_minutes``). True if saved."""
+def save_step(t: Trainer, export: bool) -> None:
+    """A checkpoint; with ``export`` (a scheduled save after an applied step) also the ``hf/step-N``
+    export, and the old ones pruned. A signal or ``save_every_minutes`` saves the checkpoint alone."""
     tc, acc = t.cfg.train, t.accelerator
-    scheduled = applied and due(t.state.step, tc.save_every, tc.max_steps)
-    if not (scheduled or forced):
-        return False
     with t.meter.paused():
         save_checkpoint(acc, t.rundir, t.state, t.scheduler, run_id(t.identity), tc.keep_checkpoints)
-        if scheduled:
+        if export:
             export_to(t, t.rundir.export(t.state.step))
             if acc.is_main_process:
                 t.rundir.prune(t.rundir.exports_dir, tc.keep_exports)
-    return True

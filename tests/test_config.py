@@ -14,7 +14,7 @@ import yaml
 from data_prep.errors import UserError
 from pretrain.__main__ import main
 from pretrain.config import load_config, parse_overrides
-from pretrain.train import grad_accum_steps
+from pretrain.plan import split_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -52,13 +52,12 @@ def test_bart_4_768_is_the_seed_recipe():
     )
     assert t.max_grad_norm == 0 and cfg.noise.preset == "uer"
     # global batch 64: 64 x 1 on one GPU (the fast path); on 8 GPUs the same config runs 8 x 1 per device
-    assert (t.batch_size, grad_accum_steps(t, 1)) == (64, 1)
-    on_8 = dataclasses.replace(t)
-    assert (grad_accum_steps(on_8, 8), on_8.batch_size) == (1, 8)
-    on_16 = dataclasses.replace(t)
-    assert (grad_accum_steps(on_16, 16), on_16.batch_size) == (1, 4)
+    # (the plan lowers the per-device batch; the config stays as written)
+    assert (t.batch_size, split_batch(t, 1)[1]) == (64, 1)
+    assert split_batch(t, 8)[::-1] == (1, 8) and t.batch_size == 64
+    assert split_batch(t, 16)[::-1] == (1, 4)
     smaller = dataclasses.replace(t, batch_size=16)  # a 24 GB GPU: 16 x grad_accum 4
-    assert (grad_accum_steps(smaller, 1), smaller.batch_size) == (4, 16)
+    assert split_batch(smaller, 1)[::-1] == (4, 16)
 
 
 def test_dotted_overrides_are_typed():
@@ -137,10 +136,10 @@ def test_cli_user_errors_are_one_line_exit_2(capsys, tmp_path):
 def test_global_batch_and_grad_accum_must_agree():
     cfg = load_config(CONFIGS / "bart-4-768.yaml", {"train.grad_accum": "2"})
     with pytest.raises(UserError, match="contradicts"):
-        grad_accum_steps(cfg.train, 1)
+        split_batch(cfg.train, 1)
     cfg = load_config(CONFIGS / "bart-4-768.yaml", {"train.batch_size": "24"})
     with pytest.raises(UserError, match="not a multiple"):
-        grad_accum_steps(cfg.train, 1)
+        split_batch(cfg.train, 1)
 
 
 def test_help_into_a_closed_pipe_exits_quietly():
@@ -164,8 +163,8 @@ def test_help_into_a_closed_pipe_exits_quietly():
         ("train.eps", "inf", "positive finite"),
         ("train.max_grad_norm", "-1", ">= 0"),
         ("train.beta2", "1.0", "[0, 1)"),
-        ("train.warmup_ratio", "1.5", "[0, 1]"),
-        ("train.warmup_ratio", "-0.1", "[0, 1]"),
+        ("train.warmup_ratio", "1.5", "between 0 and 1"),
+        ("train.warmup_ratio", "-0.1", "between 0 and 1"),
         ("train.keep_checkpoints", "-1", "at least 0"),
         ("model.dropout", "1.0", "[0, 1)"),
         ("model.attention_dropout", "-0.1", "[0, 1)"),

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.errors import UserError
 from data_prep.noise import PRESETS, NoiseConfig
 from pretrain.config import Config, TrainConfig, build_config, known_keys
-from pretrain.config_doc import BEGIN, END, NOISE_DESCRIPTIONS, field_docs, main, render
+from pretrain.cli.config_doc import main
+from pretrain.config_reference import BEGIN, END, render
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -33,14 +35,24 @@ def rows() -> dict[str, list[str]]:
 def test_every_key_is_documented(rows):
     assert set(rows) == set(known_keys())
     assert set(rows) >= {f"noise.{f.name}" for f in dataclasses.fields(NoiseConfig)}
-    assert not [key for key, cells in rows.items() if not cells[-1]], "add an inline # comment to these"
+    assert not [key for key, cells in rows.items() if not cells[-1]], "declare these with setting(..., doc)"
 
 
-def test_noise_descriptions_only_fill_missing_comments():
-    uncommented = {name for name, (_, doc) in field_docs(NoiseConfig).items() if not doc}
-    assert set(NOISE_DESCRIPTIONS) <= uncommented, (
-        "these now have a comment in data_prep/noise/config.py: delete them here"
-    )
+def test_every_field_is_declared_once_with_its_description_and_allowed_values(rows):
+    """The description and the allowed values the reference shows are the ones the check enforces."""
+    from data_prep.settings import describe
+
+    for section in (TrainConfig, NoiseConfig):
+        for f in dataclasses.fields(section):
+            doc, choices, rule = describe(f)
+            assert doc, f.name
+            if choices:
+                key = f"{'noise' if section is NoiseConfig else 'train'}.{f.name}"
+                assert rows[key][-1].endswith(f"one of {', '.join(str(c) for c in choices)}"), key
+    assert rows["train.batch_size"][-1].endswith("; at least 1")
+    assert rows["noise.mask_ratio"][-1].endswith("; between 0 and 1")
+    with pytest.raises(UserError, match="'train.batch_size' must be at least 1, not 0"):
+        build_config({}, {"train.batch_size": "0"})
 
 
 def test_spot_check_defaults(rows):

@@ -22,7 +22,7 @@ from pretrain.collate import IGNORE_INDEX, DenoisingCollator
 from pretrain.config import load_config
 from pretrain.loss import LinearCrossEntropy, labelled_rows, use_fused_loss
 from pretrain.model import share_token_embeddings, train_logits_bias
-from pretrain.stepstats import LossWindow, StepStats
+from pretrain.stepstats import StepStats
 from pretrain.train import Trainer, build, train_step
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -239,7 +239,7 @@ def test_token_weighted_loss_is_the_same_for_8x1_and_2x4_and_the_plain_full_batc
     loss_1, grads_1 = step_grads(one, [one.collate(rows)])
 
     four = trainer(shards, tmp_path / "b", **{"train.batch_size": 2, "train.grad_accum": 4})
-    assert four.grad_accum == 4 and four.collate.decoder_attention_mask is False
+    assert four.plan.grad_accum == 4 and four.collate.decoder_attention_mask is False
     loss_4, grads_4 = step_grads(four, [four.collate(rows[i : i + 2]) for i in range(0, 8, 2)])
 
     plain = trainer(
@@ -305,10 +305,10 @@ def test_a_nan_step_is_skipped_on_the_device_and_train_step_never_reads_the_devi
     )
     torch.testing.assert_close(weights(), poisoned, rtol=0, atol=0, equal_nan=True)
     assert all(int(s["step"]) == 1 for s in t.optimizer.optimizer.state.values())  # skips did not count
-    window = LossWindow()
-    applied, worst, grad_norm = stats.read(t.state, window)
-    assert (applied, worst, window.steps, t.state.bad_steps, t.state.bad_streak) == (False, 2, 1, 2, 2)
-    assert math.isfinite(window.total) and window.total > 0 and not math.isfinite(grad_norm)
+    applied, worst, grad_norm = stats.read(t.state)
+    window = t.state  # the loss window lives in the state
+    assert (applied, worst, window.window_steps, t.state.bad_steps, t.state.bad_streak) == (False, 2, 1, 2, 2)
+    assert math.isfinite(window.window_loss) and window.window_loss > 0 and not math.isfinite(grad_norm)
 
 
 @pytest.mark.slow  # ~30 s of tracing on 2 CPU cores
@@ -344,8 +344,7 @@ def test_compiled_training_does_not_recompile_after_warm_up(shards, tmp_path, mo
     assert compiled[2] == compiled[-1] <= 3, compiled  # nothing compiles after the third batch
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled[-1]
     assert not torch._dynamo.utils.counters["graph_break"]
-    window = LossWindow()
-    assert stats.read(t.state, window)[0] and window.steps == len(cuts) and math.isfinite(window.total)
+    assert stats.read(t.state)[0] and t.state.window_steps == len(cuts) and math.isfinite(t.state.window_loss)
 
 
 # -- the GPU probe ------------------------------------------------------------------------------------------
@@ -390,16 +389,15 @@ def test_gpu_probe_names_what_is_missing(monkeypatch, capsys):
 
 def test_fast_path_settings_are_checked(shards, tmp_path):
     from data_prep.errors import UserError
-    from pretrain.train import compile_model, validate
+    from pretrain.plan import compile_model
 
     cfg = load_config(None, tiny_overrides(shards, tmp_path))
     assert cfg.train.compile == "auto" and compile_model(cfg.train) is torch.cuda.is_available()
     for value, expected in (("true", True), ("yes", True), ("false", False), ("no", False)):
         cfg.train.compile = value  # YAML true / false arrive as "yes" / "no"
         assert compile_model(cfg.train) is expected
-    cfg.train.compile = "sometimes"
-    with pytest.raises(UserError, match="train.compile must be auto, true or false, not 'sometimes'"):
-        validate(cfg)
-    for key, value in (("train.loss_chunks", -1), ("data.pad_to_multiple_of", 0)):
-        with pytest.raises(UserError, match="loss_chunks must be at least 0 and data.pad_to_multiple_of"):
-            validate(load_config(None, tiny_overrides(shards, tmp_path, **{key: value})))
+    with pytest.raises(UserError, match="'train.compile' must be auto, true or false, not 'sometimes'"):
+        load_config(None, tiny_overrides(shards, tmp_path, **{"train.compile": "sometimes"}))
+    for key, value, why in (("train.loss_chunks", -1, "at least 0"), ("data.pad_to_multiple_of", 0, "at least 1")):
+        with pytest.raises(UserError, match=f"'{key}' must be {why}, not {value}"):
+            load_config(None, tiny_overrides(shards, tmp_path, **{key: value}))

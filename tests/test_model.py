@@ -13,7 +13,7 @@ def test_unigram_log_prior_and_the_logits_bias_it_initialises(tmp_path):
     import torch
     from transformers import BertTokenizer
 
-    from pretrain.config import ModelConfig
+    from pretrain.config import ModelConfig, load_config
     from pretrain.model import build_model, unigram_log_prior
 
     rows = datasets.Dataset.from_dict({"input_ids": [[2, 5, 5, 5, 6, 3], [2, 5, 6, 3]] * 10})
@@ -33,8 +33,8 @@ def test_unigram_log_prior_and_the_logits_bias_it_initialises(tmp_path):
     assert torch.allclose(unigram.final_logits_bias[0], unigram_log_prior(rows, 8))
     zeros = build_model(ModelConfig(**small), tok, tmp_path / "vocab.txt", rows)
     assert not zeros.final_logits_bias.any()
-    with pytest.raises(UserError, match="init_logits_bias must be zeros or unigram"):
-        build_model(ModelConfig(**small, init_logits_bias="prior"), tok, tmp_path / "vocab.txt", rows)
+    with pytest.raises(UserError, match="'model.init_logits_bias' must be one of zeros, unigram, not 'prior'"):
+        load_config(None, {"model.init_logits_bias": "prior"})
 
 
 SMALL = {"vocab_size": None, "d_model": 16, "encoder_layers": 1, "decoder_layers": 1,

@@ -1,8 +1,8 @@
 """What the noise is told: its parameters (``NoiseConfig``, validated and coerced from typed strings),
 their presets, and the special-token ids it needs.
 
-The fields' inline ``#`` comments are the descriptions of the README's config reference
-(``pretrain.config_doc`` reads this source), so keep each one on its field's line.
+Each field is declared with ``data_prep.settings.setting``: its description and allowed values sit on
+its line, and the validation, ``--help`` and the README's noise table all read them from there.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from data_prep.coerce import coerce
 from data_prep.errors import UserError
+from data_prep.settings import Rule, between, check, setting
 
 _TAIL = 1e-12  # an uncapped length distribution is cut where its tail falls below this
 
@@ -26,51 +27,73 @@ _TAIL = 1e-12  # an uncapped length distribution is cut where its tail falls bel
 class NoiseConfig:
     """Every noise parameter; the defaults are the ``uer`` preset (see ``data_prep.noise``)."""
 
-    mask_ratio: float = 0.15
-    span_layout: str = "tiled"  # tiled (UER-py) | scattered (fairseq)
-    span_overlap: bool = False  # scattered: spans start at distinct random units and may overlap (fairseq)
-    span_distribution: str = "geometric"  # geometric | poisson
-    geometric_p: float = 0.2
-    poisson_lambda: float = 3.5
-    span_max_length: int = 3  # 0: no cap
-    random_ratio: float = 0.1  # share of chosen spans replaced by random tokens
-    keep_ratio: float = 0.1  # share of chosen spans left unchanged (the rest become [MASK])
-    replace_length: int = -1  # -1: every token, 1: one token per span, 0: delete masked spans
-    collapse_masks: bool = True
-    whole_word: bool = False
-    permute_sentences: float = 1.0
-    rotate: float = 0.0
-    insert_ratio: float = 0.0
-    insert_random: str = "per_token"  # per_token (each w.p. random_ratio) | fairseq (ceil(ratio * n) of n)
-    preset: str = "uer"
+    mask_ratio: float = setting(
+        0.15,
+        "share of the maskable units (tokens, or words with whole_word) put inside chosen spans",
+        rule=between(0, 1),
+    )
+    span_layout: str = setting(
+        "tiled", "tiled: UER-py's; scattered: fairseq's", choices=("tiled", "scattered")
+    )
+    span_overlap: bool = setting(
+        False, "scattered: spans start at distinct random units and may overlap (fairseq)"
+    )
+    span_distribution: str = setting(
+        "geometric", "the distribution of span lengths", choices=("geometric", "poisson")
+    )
+    geometric_p: float = setting(
+        0.2,
+        "p of the geometric span lengths (span_distribution geometric): p(1-p)^(k-1), k >= 1",
+        rule=Rule(lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    )
+    poisson_lambda: float = setting(
+        3.5,
+        "lambda of the Poisson span lengths (span_distribution poisson), k >= 0",
+        rule=Rule(lambda v: 0.0 < v <= 1000.0, "must be in (0, 1000]"),
+    )
+    span_max_length: int = setting(
+        3, "longest span; 0: no cap", rule=Rule(lambda v: v >= 0, "must be >= 0")
+    )
+    random_ratio: float = setting(0.1, "share of chosen spans replaced by random tokens", rule=between(0, 1))
+    keep_ratio: float = setting(
+        0.1, "share of chosen spans left unchanged (the rest become [MASK])", rule=between(0, 1)
+    )
+    replace_length: int = setting(
+        -1, "-1: every token of a span, 1: one token per span, 0: delete masked spans", choices=(-1, 0, 1)
+    )
+    collapse_masks: bool = setting(
+        True, "every run of [MASK] the noise made becomes one [MASK] (UER-py's text infilling)"
+    )
+    whole_word: bool = setting(False, "mask whole words: a token and the ## pieces after it are one unit")
+    permute_sentences: float = setting(
+        1.0, "share of each document's sentences shuffled among their own slots", rule=between(0, 1)
+    )
+    rotate: float = setting(
+        0.0, "probability that a document is rotated to start at a random token", rule=between(0, 1)
+    )
+    insert_ratio: float = setting(
+        0.0,
+        "[MASK] tokens inserted, as a share of the maskable tokens (never lengthens an example)",
+        rule=between(0, 1),
+    )
+    insert_random: str = setting(
+        "per_token",
+        "which inserted tokens are random: per_token (each w.p. random_ratio), fairseq (ceil(ratio*n) of n)",
+        choices=("per_token", "fairseq"),
+    )
+    preset: str = setting(
+        "uer",
+        "base noise: uer (UER-py bart-chinese) | bart (fairseq bart.large)",
+        rule=Rule(lambda v: v in PRESETS, lambda: f"must be one of {', '.join(PRESETS)}"),
+    )
 
     def __post_init__(self) -> None:
-        for name in (
-            "mask_ratio",
-            "random_ratio",
-            "keep_ratio",
-            "permute_sentences",
-            "rotate",
-            "insert_ratio",
-        ):
-            _check(name, 0.0 <= getattr(self, name) <= 1.0, "must be between 0 and 1")
-        _check("keep_ratio", self.random_ratio + self.keep_ratio <= 1.0, "plus random_ratio must be <= 1")
-        _check("span_layout", self.span_layout in ("tiled", "scattered"), "must be tiled or scattered")
-        _check(
-            "span_distribution",
-            self.span_distribution in ("geometric", "poisson"),
-            "must be geometric or poisson",
-        )
-        _check("geometric_p", 0.0 < self.geometric_p <= 1.0, "must be in (0, 1]")
-        _check("poisson_lambda", 0.0 < self.poisson_lambda <= 1000.0, "must be in (0, 1000]")
-        _check("span_max_length", self.span_max_length >= 0, "must be >= 0 (0: no cap)")
-        _check("replace_length", self.replace_length in (-1, 0, 1), "must be -1, 0 or 1")
-        _check(
-            "insert_random",
-            self.insert_random in ("per_token", "fairseq"),
-            "must be per_token or fairseq",
-        )
-        _check("preset", self.preset in PRESETS, f"must be one of {', '.join(PRESETS)}")
+        check(self, "noise parameter")
+        if self.random_ratio + self.keep_ratio > 1.0:
+            raise UserError(
+                f"noise parameter 'keep_ratio' plus random_ratio must be <= 1, not "
+                f"{self.keep_ratio!r} + {self.random_ratio!r}"
+            )
 
     @classmethod
     def from_preset(cls, name: str = "uer", **overrides: Any) -> NoiseConfig:
@@ -108,11 +131,6 @@ class NoiseConfig:
             k = np.arange(top + 1)
             probs = np.exp(-lam + k * math.log(lam) - np.array([math.lgamma(i + 1) for i in k]))
         return probs / probs.sum()
-
-
-def _check(name: str, ok: bool, why: str) -> None:
-    if not ok:
-        raise UserError(f"noise parameter '{name}' {why}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -77,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     from pretrain.config import TrainConfig
     from pretrain.data import load_shards
+    from pretrain.plan import mixed_precision
     from pretrain.resolve import UerOptions, check_vocab, resolve
     from pretrain.scoring import HeldOut, score, table
-    from pretrain.train import mixed_precision
 
     hf_logging.disable_progress_bar()
     settings = settings_for(args)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def _main() -> int:
         if any(a in ("-h", "--help") for a in argv):
-            from pretrain.config_doc import help_lines
+            from pretrain.config_reference import help_lines
 
             keys = "keys (--KEY VALUE: type = default, then what it does; noise: the default of each preset):"
             print(__doc__.strip() + f"\n\n{keys}\n" + "\n".join(help_lines()))
