@@ -18,7 +18,7 @@ from typing import Any
 from data_prep.atomic import atomic_dir, write_json
 from data_prep.errors import UserError
 from data_prep.manifest import UnitStats, build_manifest, total
-from data_prep.read import Unit, plan_file
+from data_prep.plan_units import Unit, plan_file
 from data_prep.shards import SPLITS, Layout, ShardDir, make_layout
 from data_prep.tokenizer import LoadedTokenizer, build_table
 from data_prep.units import UnitConfig

@@ -20,9 +20,11 @@ import numpy as np
 
 from data_prep.atomic import write_json
 from data_prep.errors import UserError
+from data_prep.formats import file_status
 from data_prep.manifest import SplitCounts, UnitStats
 from data_prep.pack import Packer
-from data_prep.read import Unit, UnreadableInput, clue_blocks, file_status
+from data_prep.plan_units import Unit
+from data_prep.read import UnreadableInput, clue_blocks
 from data_prep.shards import SPLITS, Layout, ShardDir, UnitWriter
 from data_prep.tokenizer import Encoded, FastTokenizer
 

@@ -20,8 +20,11 @@ from tokenizers import BertWordPieceTokenizer
 from tqdm import tqdm
 
 from data_prep.errors import UserError
+from data_prep.formats import file_status
+from data_prep.inputs import input_size
 from data_prep.manifest import Repairs
-from data_prep.read import UnreadableInput, clue_blocks, file_status, input_size, whole_file
+from data_prep.plan_units import whole_file
+from data_prep.read import UnreadableInput, clue_blocks
 from data_prep.tokenizer import SPECIAL_TOKENS
 
 PREFIX = "##"

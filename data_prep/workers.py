@@ -27,7 +27,7 @@ from tqdm import tqdm
 from data_prep.atomic import write_bytes
 from data_prep.errors import UserError
 from data_prep.manifest import UnitStats
-from data_prep.read import Unit
+from data_prep.plan_units import Unit
 from data_prep.shards import ShardDir
 from data_prep.units import UnitConfig, UnitProcessor
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import cli, document, prepare, read_split
 
-from data_prep.read import expand_inputs
+from data_prep.inputs import expand_inputs
 
 
 @pytest.fixture

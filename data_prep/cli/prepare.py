@@ -18,10 +18,11 @@ from pathlib import Path
 
 from data_prep.cli import add_input_argument
 from data_prep.errors import UserError
+from data_prep.formats import FORMATS
+from data_prep.inputs import expand_inputs, input_size
 from data_prep.job import Job, Part, run_job
 from data_prep.lock import contents
 from data_prep.manifest import print_summary
-from data_prep.read import FORMATS, expand_inputs, input_size
 from data_prep.shards import SPLITS, ShardDir
 from data_prep.tokenizer import load_tokenizer
 from data_prep.units import SEGMENTERS, segmenter_version

@@ -13,9 +13,10 @@ from pathlib import Path
 from data_prep.atomic import atomic_dir
 from data_prep.cli import add_input_argument
 from data_prep.errors import UserError
+from data_prep.formats import FORMATS
+from data_prep.inputs import expand_inputs
 from data_prep.lock import DirLock, contents
 from data_prep.manifest import repairs_line
-from data_prep.read import FORMATS, expand_inputs
 from data_prep.tokenizer import SPECIAL_TOKENS, load_tokenizer
 from data_prep.vocab import TrainedVocab, train_vocab, write_config
 
