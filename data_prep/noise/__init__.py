@@ -59,9 +59,10 @@ Presets: ``uer`` (the defaults: UER-py's ``bart-chinese`` recipe) and ``bart`` (
 ``docs/noise_fidelity.md`` measures both against UER-py's and fairseq's own code and lists what differs.
 
 Modules: ``config`` (``NoiseConfig``, ``PRESETS``, ``SpecialIds``), ``spans`` (step 3 for one row),
-``pipeline`` (``Denoiser``: all steps for a batch on flat arrays) and ``reference`` (the same noise one
-token at a time in pure Python, with its own random draws: the executable form of this description, which
-the tests and ``bench/bench_noise.py`` compare the ``Denoiser`` with).
+``insertion`` (step 6's rule: how many inserts, which are random), ``pipeline`` (``Denoiser``: all steps
+for a batch on flat arrays) and ``reference`` (the same noise one token at a time in pure Python, with its
+own random draws: the executable form of this description, which the tests and ``bench/bench_noise.py``
+compare the ``Denoiser`` with).
 """
 
 from data_prep.noise.config import PRESETS, NoiseConfig, SpecialIds

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from data_prep.noise.config import NoiseConfig, SpecialIds
+from data_prep.noise.insertion import RANDOM_INSERTS, insert_count
 from data_prep.noise.spans import LengthSampler, scattered, split_spans, tiled
 
 KEEP, MASK, RANDOM = 0, 1, 2  # the outcome of a chosen span (in this order of the draw)
@@ -130,6 +130,8 @@ class Denoiser:
             raise ValueError("random_ids must be a non-empty set of ids inside the vocab")
         self._lengths = LengthSampler.from_probs(cfg.span_length_probs())
         self._outcome_cdf = np.array([cfg.keep_ratio, 1.0 - cfg.random_ratio])  # -> KEEP, MASK, RANDOM
+        self._replace_spans = _REPLACE_SPANS[cfg.replace_length]
+        self._random_inserts = RANDOM_INSERTS[cfg.insert_random]
 
     @classmethod
     def from_tokenizer(cls, cfg: NoiseConfig, tok: Any, seed: int) -> Denoiser:
@@ -222,18 +224,19 @@ class Denoiser:
         word_start = self._word_starts(parsed, ids, offsets) if self.cfg.whole_word else None
         pieces = self._spans(text, row_text, rngs, None if word_start is None else word_start[order])
         src = self._replace(x, offsets, pieces, rngs)
-        counts, randoms = [], []  # insertions per row, and how many of them are random tokens (fairseq)
-        ratio = self.cfg.random_ratio
-        for r, (info, n) in enumerate(zip(pieces.per_row, sizes, strict=True)):
-            size = src.offsets[r + 1] - src.offsets[r]
-            inserts = info.zeros + int(self.cfg.insert_ratio * (row_text[r + 1] - row_text[r]) + 0.5)
-            count = min(inserts, n - size)
-            count = count if count > 0 and size >= 2 else 0
-            counts.append(count)
-            zeros = min(info.zeros, count)  # fairseq inserts the zero-length spans and the rest apart
-            randoms.append(math.ceil(ratio * zeros) + math.ceil(ratio * (count - zeros)))
+        zeros = [info.zeros for info in pieces.per_row]  # zero-length spans per row: each is an insert
+        counts = [  # tokens inserted per row
+            insert_count(
+                self.cfg.insert_ratio,
+                zeros[r],
+                row_text[r + 1] - row_text[r],
+                n,
+                src.offsets[r + 1] - src.offsets[r],
+            )
+            for r, n in enumerate(sizes)
+        ]
         if any(counts):
-            src = self._insert(src, counts, randoms, rngs)
+            src = self._insert(src, counts, zeros, rngs)
         return _Noised(src, ids, offsets, order, pieces, counts)
 
     def _parse(self, input_ids: Any, sentence_ends: Any, doc_ends: Any, word_continues: Any = None) -> _Row:
@@ -411,76 +414,43 @@ class Denoiser:
         self, x: np.ndarray, offsets: list[int], pieces: _Pieces, rngs: list[np.random.Generator]
     ) -> _Flat:
         """Steps 4 and 5 on the batch ``x`` (rows at ``offsets``): its source."""
-        n = len(x)
-        starts, stops, outcomes, _ = pieces
-        if not len(starts):
+        if not len(pieces.starts):
             return _Flat(x.copy(), offsets)
-        mask_id, cfg = self.special.mask, self.cfg
-        made = keep = None
-        if cfg.replace_length == -1:
-            kind = np.zeros(n + 1, dtype=np.int64)  # the outcome of the piece each token is in (KEEP outside)
-            kind[starts] = outcomes
-            kind[stops] -= outcomes
-            kind = kind[:n].cumsum()
-            made = kind == MASK  # the [MASK] tokens the noise makes
-            src = np.where(made, mask_id, x)
-            rand = (kind == RANDOM).nonzero()[0]
-            if not cfg.collapse_masks:
-                made = None
-        else:
-            if cfg.keep_ratio > 0:  # kept pieces change nothing
-                changed = outcomes != KEEP
-                starts, stops, outcomes = starts[changed], stops[changed], outcomes[changed]
-            is_rand = outcomes == RANDOM
-            rand = starts[is_rand]
-            src = x.copy()
-            drop = np.zeros(n + 1, dtype=np.int64)  # +1 where a piece's dropped tokens begin, -1 after
-            if cfg.replace_length == 1:
-                src[starts] = mask_id
-                drop[starts + 1] = 1
-            else:
-                drop[starts] = 1
-            drop[stops] -= 1
-            keep = drop[:n].cumsum() == 0
-            if cfg.replace_length == 0:  # a masked piece goes, a random one leaves its head
-                keep[rand] = True
-            if cfg.collapse_masks:
-                made = np.zeros(n, dtype=bool)
-                if cfg.replace_length == 1:
-                    made[starts[~is_rand]] = True
-        if len(rand):
-            per_row = rand.searchsorted(offsets).tolist()
-            src[rand] = np.concatenate(
-                [
-                    self._random_tokens(b - a, rng)
-                    for a, b, rng in zip(per_row, per_row[1:], rngs, strict=False)
-                    if b > a
-                ]
-            )
-        out = _Flat(src, offsets)
-        if keep is not None:
-            out = _select(out, keep)
-            if made is not None:
-                made = made[keep]
-        if made is not None:
+        mask_id = self.special.mask
+        out, made = self._replace_spans(x, offsets, pieces, mask_id, self._fill_random(rngs))
+        if self.cfg.collapse_masks:
             out = _select(out, _collapse(out, made, mask_id))
         return out
 
+    def _fill_random(self, rngs: list[np.random.Generator]) -> _Fill:
+        """What puts random tokens at the given offsets of a batch (rows at ``offsets``), each row's from
+        its own generator."""
+
+        def fill(src: np.ndarray, rand: np.ndarray, offsets: list[int]) -> None:
+            if len(rand):
+                per_row = rand.searchsorted(offsets).tolist()
+                src[rand] = np.concatenate(
+                    [
+                        self._random_tokens(b - a, rng)
+                        for a, b, rng in zip(per_row, per_row[1:], rngs, strict=False)
+                        if b > a
+                    ]
+                )
+
+        return fill
+
     def _insert(
-        self, src: _Flat, counts: list[int], randoms: list[int], rngs: list[np.random.Generator]
+        self, src: _Flat, counts: list[int], zeros: list[int], rngs: list[np.random.Generator]
     ) -> _Flat:
-        """Step 6: ``counts[r]`` tokens inserted into row ``r`` of ``src``; with ``insert_random`` fairseq,
-        ``randoms[r]`` of them, at random, are random tokens."""
+        """Step 6: ``counts[r]`` tokens inserted into row ``r`` of ``src`` (which has ``zeros[r]``
+        zero-length spans); ``insert_random`` says which of them are random tokens."""
         src, offsets = src
         places, rands, tokens, starts, new_offsets, added = [], [], [], [], [0], 0
         for r, (count, rng) in enumerate(zip(counts, rngs, strict=False)):
             if count:
                 starts.append(offsets[r] + added + 1)  # never before the first or after the last token
                 places.append(rng.permutation(offsets[r + 1] - offsets[r] + count - 2)[:count])
-                if self.cfg.insert_random == "fairseq":  # the first randoms[r] places drawn, in place order
-                    rands.append(places[-1].argsort() < randoms[r])
-                else:
-                    rands.append(rng.random(count) < self.cfg.random_ratio)
+                rands.append(self._random_inserts(places[-1], zeros[r], self.cfg.random_ratio, rng))
                 drawn = np.count_nonzero(rands[-1])
                 if drawn:
                     tokens.append(self._random_tokens(drawn, rng))
@@ -495,6 +465,78 @@ class Denoiser:
             values[np.concatenate(rands)] = np.concatenate(tokens)
         out[new] = values
         return _Flat(out, new_offsets)
+
+
+# -- 4: replace_length, one function per mode ------------------------------------------------------------
+# (the batch ``x``, its row offsets, the pieces, the [MASK] id, what puts random tokens at offsets of a
+# batch) -> (the source after step 4, per token of it: a [MASK] that the noise made)
+_Fill = Callable[[np.ndarray, np.ndarray, list[int]], None]
+
+
+def _every_token(
+    x: np.ndarray, offsets: list[int], pieces: _Pieces, mask_id: int, fill: _Fill
+) -> tuple[_Flat, np.ndarray]:
+    """``replace_length`` -1: every token of a piece becomes [MASK], or a random token each."""
+    starts, stops, outcomes, _ = pieces
+    n = len(x)
+    kind = np.zeros(n + 1, dtype=np.int64)  # the outcome of the piece each token is in (KEEP outside)
+    kind[starts] = outcomes
+    kind[stops] -= outcomes
+    kind = kind[:n].cumsum()
+    made = kind == MASK
+    src = np.where(made, mask_id, x)
+    fill(src, (kind == RANDOM).nonzero()[0], offsets)
+    return _Flat(src, offsets), made
+
+
+def _one_token(
+    x: np.ndarray, offsets: list[int], pieces: _Pieces, mask_id: int, fill: _Fill
+) -> tuple[_Flat, np.ndarray]:
+    """``replace_length`` 1: a piece becomes its head, a [MASK] or a random token."""
+    starts, stops, is_rand = _changed(pieces)
+    src = x.copy()
+    src[starts] = mask_id
+    fill(src, starts[is_rand], offsets)
+    made = np.zeros(len(x), dtype=bool)
+    made[starts[~is_rand]] = True
+    keep = _outside(len(x), starts + 1, stops)
+    return _select(_Flat(src, offsets), keep), made[keep]
+
+
+def _delete(
+    x: np.ndarray, offsets: list[int], pieces: _Pieces, mask_id: int, fill: _Fill
+) -> tuple[_Flat, np.ndarray]:
+    """``replace_length`` 0: a masked piece goes; a random one leaves its head, a random token."""
+    starts, stops, is_rand = _changed(pieces)
+    rand = starts[is_rand]
+    src = x.copy()
+    fill(src, rand, offsets)
+    keep = _outside(len(x), starts, stops)
+    keep[rand] = True
+    out = _select(_Flat(src, offsets), keep)
+    return out, np.zeros(len(out.tokens), dtype=bool)
+
+
+_REPLACE_SPANS = {-1: _every_token, 1: _one_token, 0: _delete}
+
+
+def _changed(pieces: _Pieces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The starts and stops of the pieces that change (kept pieces change nothing), and which of those
+    become random tokens."""
+    starts, stops, outcomes, _ = pieces
+    changed = outcomes != KEEP
+    if not changed.all():
+        starts, stops, outcomes = starts[changed], stops[changed], outcomes[changed]
+    return starts, stops, outcomes == RANDOM
+
+
+def _outside(n: int, begins: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Per token of ``n``: it lies outside every ``[begins, stops)`` (sorted, disjoint; ``begins`` may
+    equal ``stops``: nothing)."""
+    drop = np.zeros(n + 1, dtype=np.int64)  # +1 where a piece's dropped tokens begin, -1 after
+    drop[begins] = 1
+    drop[stops] -= 1
+    return drop[:n].cumsum() == 0
 
 
 def _select(src: _Flat, keep: np.ndarray) -> _Flat:
