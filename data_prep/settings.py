@@ -82,9 +82,16 @@ def violation(f: dataclasses.Field, value: Any, annotation: Any) -> str | None:
     _, choices, rule = describe(f)
     if choices and value not in choices:
         return f"must be one of {', '.join(str(c) for c in choices)}, not {value!r}"
-    if rule is not None and not rule.ok(value):
+    if rule is not None and not _passes(rule, value):
         return f"{rule.text()}, not {value!r}"
     return None
+
+
+def _passes(rule: Rule, value: Any) -> bool:
+    try:
+        return bool(rule.ok(value))
+    except (TypeError, ValueError):  # a value of another type (set in code, not loaded): it fails
+        return False
 
 
 def check(obj: Any, label: str, prefix: str = "") -> None:

@@ -46,8 +46,9 @@ class Plan:
         }
 
     def describe(self) -> str:
+        """The global batch and how it is made: "64 = 8 per device x grad_accum 1 x 8 processes"."""
         return (
-            f"global batch {self.global_batch} = {self.batch_size} per device x grad_accum {self.grad_accum} "
+            f"{self.global_batch} = {self.batch_size} per device x grad_accum {self.grad_accum} "
             f"x {self.processes} processes"
         )
 
