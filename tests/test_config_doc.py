@@ -10,8 +10,8 @@ import pytest
 
 from data_prep.errors import UserError
 from data_prep.noise import PRESETS, NoiseConfig
-from pretrain.config import Config, TrainConfig, build_config, known_keys
 from pretrain.cli.config_doc import main
+from pretrain.config import Config, TrainConfig, build_config, known_keys
 from pretrain.config_reference import BEGIN, END, render
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -398,6 +398,9 @@ def test_fast_path_settings_are_checked(shards, tmp_path):
         assert compile_model(cfg.train) is expected
     with pytest.raises(UserError, match="'train.compile' must be auto, true or false, not 'sometimes'"):
         load_config(None, tiny_overrides(shards, tmp_path, **{"train.compile": "sometimes"}))
-    for key, value, why in (("train.loss_chunks", -1, "at least 0"), ("data.pad_to_multiple_of", 0, "at least 1")):
+    for key, value, why in (
+        ("train.loss_chunks", -1, "at least 0"),
+        ("data.pad_to_multiple_of", 0, "at least 1"),
+    ):
         with pytest.raises(UserError, match=f"'{key}' must be {why}, not {value}"):
             load_config(None, tiny_overrides(shards, tmp_path, **{key: value}))

@@ -89,7 +89,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 # The names users type (``python -m pretrain.report``, ...): each only runs its ``cli`` module.
 SHIMS = {"data_prep.__main__", "pretrain.__main__", "pretrain.convert", "pretrain.demo", "pretrain.evaluate"}
-SHIMS |= {"pretrain.fill_in", "pretrain.finetune", "pretrain.report"}
+SHIMS |= {"pretrain.fill_in", "pretrain.finetune", "pretrain.report", "pretrain.config_doc"}
 
 
 def test_commands_live_in_cli_and_no_library_module_imports_one():

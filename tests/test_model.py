@@ -33,7 +33,9 @@ def test_unigram_log_prior_and_the_logits_bias_it_initialises(tmp_path):
     assert torch.allclose(unigram.final_logits_bias[0], unigram_log_prior(rows, 8))
     zeros = build_model(ModelConfig(**small), tok, tmp_path / "vocab.txt", rows)
     assert not zeros.final_logits_bias.any()
-    with pytest.raises(UserError, match="'model.init_logits_bias' must be one of zeros, unigram, not 'prior'"):
+    with pytest.raises(
+        UserError, match="'model.init_logits_bias' must be one of zeros, unigram, not 'prior'"
+    ):
         load_config(None, {"model.init_logits_bias": "prior"})
 
 
