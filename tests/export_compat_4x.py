@@ -3,7 +3,7 @@
     python tests/export_compat_4x.py EXPORT_DIR
 
 (``Text2TextGenerationPipeline`` was removed in transformers 5; CI runs this in a 4.x venv.) When the
-export holds ``reference_5x.json`` (written by tests/test_export.py under transformers 5), the logits
+export holds ``reference_5x.json`` (written by tests/e2e/test_export_e2e.py under transformers 5), the logits
 and the greedy generation under 4.x must equal those of 5.x, and the pipeline's text must be the
 decoding of that generation: the export means the same model to both.
 """

@@ -1,5 +1,6 @@
 """Helpers the tests share (the fixtures built on them are in conftest.py): a small vocab, synthetic
-corpora, the data-prep CLI in-process, shard readers, tiny prepared shards and tiny training runs.
+corpora, the data-prep CLI in-process, shard readers, tiny prepared shards and tiny training runs, tiny
+models, and the scripts of bench/ loaded as modules.
 
 Run as a script (``python tests/helpers.py prepare ARGS``) it is the data-prep CLI for one subcommand,
 for the tests that need a separate process (SIGKILL/resume).
@@ -8,14 +9,21 @@ for the tests that need a separate process (SIGKILL/resume).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import random
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
 from data_prep.cli import COMMANDS, Parser
 from data_prep.errors import run_cli
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BartForConditionalGeneration, BertTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -249,6 +257,160 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {
         tag: [(step, value) for _, step, value in points] for tag, points in read_scalars(run_dir).items()
     }
+
+
+# -- tiny models ------------------------------------------------------------------------------------------
+
+PAD, CLS, SEP = 0, 2, 3  # the special ids of tiny_bart's made-up vocab of 97
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-7}  # fp32: the sums run in another order
+
+
+def tiny_bart(
+    bias: bool = True, tie: bool = True, trained_bias: bool = False
+) -> BartForConditionalGeneration:
+    """``tie``: lm_head is the token embedding; else UER-py's head (one token embedding for encoder and
+    decoder, lm_head apart), with ``trained_bias`` the output bias a parameter, as build_model makes them."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from pretrain.model import share_token_embeddings, train_logits_bias
+
+    torch.manual_seed(0)
+    config = BartConfig(
+        vocab_size=97, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=PAD, bos_token_id=CLS,
+        eos_token_id=SEP, decoder_start_token_id=CLS, tie_word_embeddings=tie,
+    )  # fmt: skip
+    model = BartForConditionalGeneration._from_config(config, attn_implementation="sdpa")
+    if bias:  # a unigram-like final_logits_bias, as init_logits_bias: unigram gives
+        with torch.no_grad():
+            model.final_logits_bias.normal_()
+    if not tie:
+        share_token_embeddings(model, loaded=False)
+    if trained_bias:
+        train_logits_bias(model)
+    return model
+
+
+def examples(lengths: list[tuple[int, int]], seed: int = 0) -> list[dict[str, list[int]]]:
+    """Rows of ``(source, target)`` lengths with random ids of tiny_bart's vocab between [CLS] and [SEP]."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    row = lambda n: [CLS, *rng.integers(5, 97, n - 2).tolist(), SEP]  # noqa: E731
+    return [{"input_ids": row(s), "labels": row(t)} for s, t in lengths]
+
+
+LENGTHS = [(9, 12), (20, 5), (14, 17), (3, 30)]
+
+
+def loss_and_grads(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+SMALL_BART = {"vocab_size": None, "d_model": 16, "encoder_layers": 1, "decoder_layers": 1,
+              "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 32,
+              "decoder_ffn_dim": 32, "max_position_embeddings": 16}  # fmt: skip
+UER_HEAD = {"tie_word_embeddings": False, "logits_bias": "trained"}  # with SMALL_BART: a ModelConfig
+
+
+def small_tokenizer(root: Path) -> BertTokenizer:
+    """The specials and a-z in ``root/vocab.txt``, loaded: for ``build_model`` of SMALL_BART."""
+    from transformers import BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return BertTokenizer.from_pretrained(str(root))
+
+
+def small_logits(model) -> torch.Tensor:
+    import torch
+
+    ids = torch.tensor([[2, 7, 9, 11, 5, 3], [2, 8, 6, 3, 0, 0]])
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=(ids != 0).long(), decoder_input_ids=ids[:, :-1]).logits
+
+
+# -- downstream tasks ---------------------------------------------------------------------------------------
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def tsv(path: Path, rows: list[tuple[str, ...]], header: str = "label\ttext_a") -> Path:
+    return write(path, header + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+
+
+def synthetic(n: int, seed: int) -> list[tuple[str, str]]:
+    """A task a model can learn: the label is the first character."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        body = "".join(rng.choice(HANZI[:60]) for _ in range(rng.randint(2, 12)))
+        out.append((label, ("好" if label == "pos" else "不") + body))
+    return out
+
+
+def synthetic_task(root: Path) -> dict[str, Path]:
+    """``train/dev/test.tsv`` (24, 8 and 8 rows) of the ``synthetic`` task under ``root``."""
+    root.mkdir(parents=True)
+    return {
+        s: tsv(root / f"{s}.tsv", synthetic(n, i))
+        for i, (s, n) in enumerate({"train": 24, "dev": 8, "test": 8}.items())
+    }
+
+
+def tiny_export(vocab: Path, out: Path) -> Path:
+    """A tiny BART export with the small vocab (as `pretrain` writes one: vocab.txt beside the weights)."""
+    import shutil
+
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration, BertTokenizer
+
+    tok = BertTokenizer.from_pretrained(str(vocab))
+    ids = {
+        "bos_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    config = BartConfig(
+        vocab_size=len(tok),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=32,
+        decoder_start_token_id=tok.cls_token_id,
+        forced_eos_token_id=tok.sep_token_id,
+        **ids,
+    )
+    torch.manual_seed(1234)  # not a seed the tests fine-tune with: `random` must differ from it
+    BartForConditionalGeneration(config).save_pretrained(str(out))
+    shutil.copyfile(vocab / "vocab.txt", out / "vocab.txt")
+    return out
+
+
+# -- bench/ -----------------------------------------------------------------------------------------------
+
+
+def bench_script(name: str) -> ModuleType:
+    """``bench/NAME.py`` loaded as a module (bench/ holds scripts: it is no package, nor on sys.path)."""
+    key = f"bench_{name}"
+    if key not in sys.modules:  # registered before it runs, as an import would (dataclasses look it up)
+        spec = importlib.util.spec_from_file_location(key, ROOT / "bench" / f"{name}.py")
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
 
 
 if __name__ == "__main__":

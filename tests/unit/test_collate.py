@@ -1,10 +1,13 @@
-"""``DenoisingCollator``: dynamic padding, attention masks, teacher-forcing decoder inputs and labels."""
+"""``DenoisingCollator``: dynamic padding, attention masks, teacher-forcing decoder inputs and labels; the
+decoder padding mask left out (the GPU fast path) changes no loss or gradient and lets compiled attention
+run causal without a mask."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from helpers import LENGTHS, examples, loss_and_grads, tiny_bart
 from transformers.models.bart.modeling_bart import shift_tokens_right
 
 from data_prep.noise import Denoiser, NoiseConfig, SpecialIds
@@ -106,3 +109,39 @@ def test_the_decoder_mask_can_be_left_out():
     lean = DenoisingCollator(pad_id=PAD, pad_to_multiple_of=8, decoder_attention_mask=False)(batch)
     assert list(lean) == [k for k in KEYS if k != "decoder_attention_mask"]
     assert all(torch.equal(lean[k], full[k]) for k in lean)
+
+
+# -- the decoder padding mask, left out on the fast path ----------------------------------------------------
+
+
+def test_dropping_the_decoder_mask_is_bit_identical():
+    """Right-padded decoder inputs: the causal mask already hides the pads from every real position."""
+    model, batch = tiny_bart(), examples(LENGTHS)
+    with_mask = DenoisingCollator(PAD, 8, decoder_attention_mask=True)(batch)
+    without = DenoisingCollator(PAD, 8, decoder_attention_mask=False)(batch)
+    assert "decoder_attention_mask" not in without and (with_mask["decoder_attention_mask"] == 0).any()
+    loss_a, grads_a = loss_and_grads(model, with_mask)
+    loss_b, grads_b = loss_and_grads(model, without)
+    assert torch.equal(loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys() and all(torch.equal(grads_a[k], grads_b[k]) for k in grads_a)
+
+
+@pytest.mark.parametrize("decoder_mask", [False, True])
+def test_compiled_decoder_self_attention_is_causal_without_a_mask(monkeypatch, decoder_mask):
+    """What SDPA is given under torch.compile: without the decoder padding mask, the decoder's
+    self-attention gets ``is_causal`` and no mask (the case the flash kernel takes); with it, a 4D mask.
+    The encoder's self-attention and the cross-attention keep the source padding mask either way."""
+    sdpa, calls = torch.nn.functional.scaled_dot_product_attention, []
+
+    def recording_sdpa(query, key, value, attn_mask=None, is_causal=False, **kw):  # runs while dynamo traces
+        calls.append((attn_mask is not None, is_causal))
+        return sdpa(query, key, value, attn_mask=attn_mask, is_causal=is_causal, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    torch._dynamo.reset()
+    model = tiny_bart()
+    batch = DenoisingCollator(PAD, 8, decoder_attention_mask=decoder_mask)(examples(LENGTHS))
+    torch.compile(model, backend="eager", fullgraph=True)(**batch)
+    decoder_self = (True, False) if decoder_mask else (False, True)
+    assert calls == [(True, False), decoder_self, (True, False)]  # encoder, decoder self, cross
+    torch._dynamo.reset()

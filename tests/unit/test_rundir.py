@@ -1,4 +1,5 @@
-"""``train.keep_exports``: a small default, 0 keeps every ``hf/step-N``, ``hf/final`` is never pruned."""
+"""``pretrain.rundir`` pruning under ``train.keep_exports``: a small default, 0 keeps every ``hf/step-N``,
+``hf/final`` is never pruned."""
 
 from __future__ import annotations
 

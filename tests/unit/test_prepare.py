@@ -1,4 +1,6 @@
-"""`prepare` end to end on a synthetic corpus: layout, exact ids, documents, formats, inputs, `inspect`."""
+"""`prepare` end to end on a synthetic corpus: layout, exact ids, documents, formats, inputs, `inspect`;
+hostile corpora (random bytes, bad encodings, a million empty lines, link loops) never crash it and lose no
+document uncounted."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import os
 import datasets
 import pytest
 from helpers import cli, clue_corpus, prepare, read_split, stream_of
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformers import BertTokenizer
 
 from data_prep.__main__ import main
@@ -187,3 +191,84 @@ def test_workers_default_to_the_usable_cores_but_never_more_than_the_units(capsy
     for bad in ("0", "-2", "many"):
         assert main(["prepare", "--input", "x", "--tokenizer", "x", "--output", "o", "--workers", bad]) == 2
         assert "--workers must be auto or a number" in capsys.readouterr().err
+
+
+# -- hostile corpora --------------------------------------------------------------------------------------
+
+
+FUZZ_EXAMPLES = int(os.environ.get("BART_FUZZ_EXAMPLES", "100"))
+
+
+_LINE = st.one_of(
+    st.text(st.characters(codec=None, categories=None), max_size=60).map(
+        lambda s: s.encode("utf-8", "surrogatepass")  # lone surrogates: invalid UTF-8 on disk
+    ),
+    st.binary(max_size=60),  # random bytes, NULs and all
+    st.text(alphabet="中国的首都是北京人民，。", max_size=30).map(
+        lambda s: s.encode("gbk")
+    ),  # GBK, not UTF-8
+    st.integers(1, 3000).map(lambda d: ("[" * d + "]" * d).encode()),  # deeply nested "JSON"
+    st.sampled_from([b"", b" ", b"\t", "\u3000".encode(), b"\r", b"\x1c"]),  # blank lines
+)
+
+
+def documents_in(raw: bytes, fmt: str) -> int:
+    """The documents a corpus holds, by the format's definition: a document per non-blank line
+    (``lines``), or per run of non-blank lines (``clue``); blank means whitespace only."""
+    filled = [bool(line.strip()) for line in raw.decode("utf-8", "replace").split("\n")]
+    if fmt == "lines":
+        return sum(filled)
+    return sum(1 for i, f in enumerate(filled) if f and (i == 0 or not filled[i - 1]))
+
+
+@pytest.mark.faults  # counted by bench/faults.py
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lines=st.lists(_LINE, max_size=40), fmt=st.sampled_from(["lines", "clue"]), final_newline=st.booleans()
+)
+def test_a_hostile_corpus_never_crashes_and_loses_no_document_uncounted(
+    tmp_path_factory, vocab, capsys, lines, fmt, final_newline
+):
+    root = tmp_path_factory.mktemp("fuzz")
+    raw = b"\n".join(line.replace(b"\n", b" ") for line in lines) + (b"\n" if final_newline else b"")
+    (root / "in.txt").write_bytes(raw)
+    status = prepare(vocab, [root / "in.txt"], root / "out", "--format", fmt, "--seq-length", "32")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if status == 2:  # nothing to train on: said in one line
+        assert err.count("\n") == 1, err
+        assert documents_in(raw, fmt) == 0 or "binary" in err, err
+        return
+    assert status == 0, err
+    m = json.loads((root / "out" / "manifest.json").read_text())
+    if m["repairs"]["binary_files_skipped"]:
+        return  # the whole file was skipped, and counted
+    found = sum(m["counts"][s]["documents"] for s in ("train", "valid")) + m["repairs"]["empty_documents"]
+    assert found == documents_in(raw, fmt)
+
+
+@pytest.mark.faults
+def test_a_million_empty_lines_and_one_document(tmp_path, vocab):
+    (tmp_path / "in.txt").write_bytes(b"\n" * 1_000_000 + "中国的首都是北京。\n".encode() + b"\r\n" * 500_000)
+    assert prepare(vocab, [tmp_path / "in.txt"], tmp_path / "out", "--seq-length", "32") == 0
+    counts = json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]
+    assert counts["train"]["documents"] + counts["valid"]["documents"] == 1
+
+
+@pytest.mark.faults
+def test_symlink_loops_in_the_input_are_skipped_and_counted(tmp_path, vocab, capsys):
+    corpus = tmp_path / "in"
+    (corpus / "d").mkdir(parents=True)
+    (corpus / "d" / "a.txt").write_text("中国的首都是北京。\n", encoding="utf-8")
+    (corpus / "d" / "up").symlink_to(corpus, target_is_directory=True)  # a directory loop
+    (corpus / "x1").symlink_to(corpus / "x2")  # a loop of two links
+    (corpus / "x2").symlink_to(corpus / "x1")
+    assert prepare(vocab, [corpus], tmp_path / "out", "--seq-length", "32") == 0
+    assert "2 dangling links" in capsys.readouterr().err
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m["input"]["files"] == 1 and sum(m["counts"][s]["documents"] for s in ("train", "valid")) == 1

@@ -1,4 +1,4 @@
-"""Bad input is repaired or skipped and counted; user mistakes and a full disk give exit status 2."""
+"""`prepare` on bad input: repaired or skipped and counted; user mistakes and a full disk exit with 2."""
 
 from __future__ import annotations
 
@@ -159,6 +159,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, vocab, capsys, case):
         assert (out / "x").read_text() == "keep me" and sorted(p.name for p in out.iterdir()) == ["x"]
 
 
+@pytest.mark.faults  # counted by bench/faults.py
 def test_disk_full_is_a_one_line_error_and_leaves_no_valid_looking_output(
     tmp_path, vocab, capsys, monkeypatch
 ):

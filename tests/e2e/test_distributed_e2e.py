@@ -49,7 +49,7 @@ def torchrun_2_ranks(data: Path, out: Path, **extra) -> None:
         "-m",
         "pretrain",
         "--config",
-        str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"),
+        str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"),
         *args,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -1,140 +1,36 @@
 """``pretrain.convert``: UER-py BART state dicts <-> Hugging Face BART, and ``model.init_from`` a UER file.
 
-The UER side is written out here from the key names UER-py's conversion scripts use, independently of
-the tables in ``pretrain/convert.py``; every tensor is distinct random data (LayerNorms and the output
-bias included), so a swapped or misplaced tensor shows.
+The UER side (tests/uer_states.py) is written out from the key names UER-py's conversion scripts use,
+independently of the tables in ``pretrain/convert.py``; every tensor is distinct random data (LayerNorms
+and the output bias included), so a swapped or misplaced tensor shows.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, run_training
 from safetensors.torch import load_file
-from transformers import BartConfig, BartForConditionalGeneration, BertTokenizer
+from transformers import BartForConditionalGeneration, BertTokenizer
+from uer_states import (
+    DEC,
+    DEC_FFN,
+    ENC,
+    ENC_FFN,
+    HEADS,
+    POSITIONS,
+    D,
+    expected_hf,
+    hf_model,
+    randomize,
+    uer_state,
+)
 
 from data_prep.errors import UserError
 from pretrain.config import ModelConfig
 from pretrain.convert import main
 from pretrain.model import build_model
-
-D, ENC_FFN, DEC_FFN, POSITIONS, HEADS = 32, 48, 40, 64, 4
-ENC, DEC = 2, 1  # unequal, so that encoder and decoder layers cannot be confused
-
-
-def randomize(model: BartForConditionalGeneration, seed: int) -> BartForConditionalGeneration:
-    """Every weight and the logits bias random (LayerNorms too, which start as ones and zeros)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in [*model.parameters(), model.final_logits_bias]:
-            tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.2)
-    return model
-
-
-def hf_model(vocab_size: int, tie: bool = True, seed: int = 0) -> BartForConditionalGeneration:
-    config = BartConfig(
-        vocab_size=vocab_size, d_model=D, encoder_layers=ENC, decoder_layers=DEC,
-        encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=ENC_FFN,
-        decoder_ffn_dim=DEC_FFN, max_position_embeddings=POSITIONS, tie_word_embeddings=tie,
-        pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2, forced_eos_token_id=3,
-    )  # fmt: skip
-    return randomize(BartForConditionalGeneration(config), seed).eval()
-
-
-def uer_state(vocab_size: int, old_names: bool = False, seed: int = 1) -> dict[str, torch.Tensor]:
-    """A UER-py BART state dict (as ``pretrain.py`` saves it: shared word embedding and output layer)."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.randn(shape, generator=gen) * 0.2
-
-    word = rand(vocab_size, D)
-    names = ("word_embedding", "position_embedding", "target.output_layer")
-    if not old_names:
-        names = ("word.embedding", "pos.embedding", "target.lm.output_layer")
-    state = {
-        f"embedding.{names[0]}.weight": word,
-        f"tgt_embedding.{names[0]}.weight": word,
-        f"embedding.{names[1]}.weight": rand(POSITIONS, D),
-        f"tgt_embedding.{names[1]}.weight": rand(POSITIONS, D),
-        f"{names[2]}.weight": word,
-        f"{names[2]}.bias": rand(vocab_size),
-    }
-    for prefix in ("embedding.layer_norm", "tgt_embedding.layer_norm"):
-        state |= {f"{prefix}.gamma": rand(D), f"{prefix}.beta": rand(D)}
-
-    def attention(prefix: str) -> None:
-        for part in ("linear_layers.0", "linear_layers.1", "linear_layers.2", "final_linear"):
-            state.update({f"{prefix}.{part}.weight": rand(D, D), f"{prefix}.{part}.bias": rand(D)})
-
-    def block(prefix: str, ffn: int, norms: int) -> None:
-        state.update({f"{prefix}.feed_forward.linear_1.weight": rand(ffn, D)})
-        state.update({f"{prefix}.feed_forward.linear_1.bias": rand(ffn)})
-        state.update({f"{prefix}.feed_forward.linear_2.weight": rand(D, ffn)})
-        state.update({f"{prefix}.feed_forward.linear_2.bias": rand(D)})
-        for n in range(1, norms + 1):
-            state.update(
-                {f"{prefix}.layer_norm_{n}.gamma": rand(D), f"{prefix}.layer_norm_{n}.beta": rand(D)}
-            )
-
-    for i in range(ENC):
-        attention(f"encoder.transformer.{i}.self_attn")
-        block(f"encoder.transformer.{i}", ENC_FFN, 2)
-    for i in range(DEC):
-        attention(f"decoder.transformer_decoder.{i}.self_attn")
-        attention(f"decoder.transformer_decoder.{i}.context_attn")
-        block(f"decoder.transformer_decoder.{i}", DEC_FFN, 3)
-    return state
-
-
-def expected_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """What each HF tensor must be, spelled out per the key mapping UER-py's script applies."""
-    zeros = torch.zeros(2, D)
-    hf = {
-        "model.shared.weight": state["embedding.word.embedding.weight"],
-        "model.encoder.embed_tokens.weight": state["embedding.word.embedding.weight"],
-        "model.decoder.embed_tokens.weight": state["tgt_embedding.word.embedding.weight"],
-        "model.encoder.embed_positions.weight": torch.cat([zeros, state["embedding.pos.embedding.weight"]]),
-        "model.decoder.embed_positions.weight": torch.cat(
-            [zeros, state["tgt_embedding.pos.embedding.weight"]]
-        ),
-        "lm_head.weight": state["target.lm.output_layer.weight"],
-        "final_logits_bias": state["target.lm.output_layer.bias"][None],
-        "model.encoder.layernorm_embedding.weight": state["embedding.layer_norm.gamma"],
-        "model.encoder.layernorm_embedding.bias": state["embedding.layer_norm.beta"],
-        "model.decoder.layernorm_embedding.weight": state["tgt_embedding.layer_norm.gamma"],
-        "model.decoder.layernorm_embedding.bias": state["tgt_embedding.layer_norm.beta"],
-    }
-    attention = {"q_proj": "linear_layers.0", "k_proj": "linear_layers.1", "v_proj": "linear_layers.2"}
-    attention["out_proj"] = "final_linear"
-    for stack, uer_stack, layers, hf_parts in (
-        ("encoder", "encoder.transformer", ENC, {"self_attn": "self_attn"}),
-        ("decoder", "decoder.transformer_decoder", DEC,
-         {"self_attn": "self_attn", "encoder_attn": "context_attn"}),
-    ):  # fmt: skip
-        norms = {
-            "self_attn_layer_norm": "layer_norm_1",
-            "final_layer_norm": f"layer_norm_{len(hf_parts) + 1}",
-        }
-        if stack == "decoder":
-            norms["encoder_attn_layer_norm"] = "layer_norm_2"
-        for i in range(layers):
-            h, u = f"model.{stack}.layers.{i}", f"{uer_stack}.{i}"
-            for hf_attn, uer_attn in hf_parts.items():
-                for proj, linear in attention.items():
-                    for p in ("weight", "bias"):
-                        hf[f"{h}.{hf_attn}.{proj}.{p}"] = state[f"{u}.{uer_attn}.{linear}.{p}"]
-            for fc, linear in (("fc1", "linear_1"), ("fc2", "linear_2")):
-                for p in ("weight", "bias"):
-                    hf[f"{h}.{fc}.{p}"] = state[f"{u}.feed_forward.{linear}.{p}"]
-            for hf_norm, uer_norm in norms.items():
-                hf[f"{h}.{hf_norm}.weight"] = state[f"{u}.{uer_norm}.gamma"]
-                hf[f"{h}.{hf_norm}.bias"] = state[f"{u}.{uer_norm}.beta"]
-    return hf
 
 
 def logits(model: BartForConditionalGeneration) -> torch.Tensor:
@@ -341,31 +237,6 @@ def test_init_from_a_uer_file_loads_its_weights(tmp_path, vocab, hf):
     hf_model(len(hf)).save_pretrained(str(export))
     again = build_model(small_config(init_from=str(export)), hf, vocab / "vocab.txt")
     assert torch.equal(again.model.shared.weight, hf_model(len(hf)).model.shared.weight)
-
-
-@pytest.mark.slow
-def test_training_continues_from_a_uer_checkpoint(shards, tmp_path):
-    """The seed's own pre-training goes on in our pipeline: one step at a negligible lr exports the UER
-    weights (moved by at most ~lr; the exact load is checked by the test above)."""
-    tok = BertTokenizer.from_pretrained(str(shards / "tokenizer"))
-    state = uer_state(len(tok))
-    torch.save(state, tmp_path / "uer.bin")
-    overrides = {"model.init_from": str(tmp_path / "uer.bin"), "train.lr": 1e-9, "train.max_steps": 1}
-    overrides |= {"model.encoder_attention_heads": HEADS, "model.decoder_attention_heads": HEADS}
-    final = run_training(shards, tmp_path / "run", **overrides)
-    exported = BartForConditionalGeneration.from_pretrained(str(final)).state_dict()
-    want = expected_hf(state)
-    assert want.keys() == exported.keys()
-    assert all(torch.allclose(want[k], exported[k], rtol=0, atol=1e-7) for k in want)
-
-
-@pytest.mark.slow
-def test_the_module_cli_exits_2_without_a_traceback(tmp_path):
-    (tmp_path / "x.bin").write_text("nope")
-    argv = [sys.executable, "-m", "pretrain.convert", "uer-to-hf", "--input", str(tmp_path / "x.bin")]
-    proc = subprocess.run([*argv, "--output", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("bart-convert: error:")
 
 
 def test_the_uer_head_round_trips_through_uer_exactly(tmp_path, vocab, hf, capsys):

@@ -16,7 +16,7 @@ from helpers import cli, clue_corpus, prepare, read_split, stream_of, tree_bytes
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or prepares in several processes
 
-FIXTURES = Path(__file__).with_name("helpers.py")
+FIXTURES = Path(__file__).parents[1] / "helpers.py"
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,3 @@ def test_report_to_names_accelerates_trackers():
 def test_a_tracker_that_is_not_installed_is_a_one_line_error():
     with pytest.raises(UserError, match="wandb is not installed"):
         trackers("tensorboard,wandb")
-
-
-def test_report_to_none_trains_without_event_files(shards, tmp_path):
-    from helpers import run_training
-
-    run_training(shards, tmp_path / "run", **{"train.max_steps": 2, "train.report_to": "none"})
-    events = list((tmp_path / "run").rglob("events.out.tfevents*"))
-    assert events == [] and (tmp_path / "run" / "hf" / "final" / "model.safetensors").is_file()

@@ -33,7 +33,7 @@ from helpers import (
 from killpoints import record
 from safetensors.torch import load_file
 
-KILLPOINTS = Path(__file__).with_name("killpoints.py")
+KILLPOINTS = ROOT / "tests" / "killpoints.py"
 SEED = int(os.environ.get("BART_FAULT_SEED", "0"))
 ROUNDS = int(os.environ.get("BART_FAULT_ROUNDS", "1"))
 SETTINGS = {
@@ -46,7 +46,7 @@ SETTINGS = {
 # How often each point occurs in one 6-step run: 3 checkpoints x 3 torch.save files, 3 exports + final,
 # 2 prunes (the step-2 checkpoint and export); ``time`` in milliseconds after the start.
 OCCURRENCES = {"checkpoint": 9, "export": 4, "prune": 2, "time": 4500}
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]  # counted by bench/faults.py
 
 
 def rounds(point: str, low: int = 1) -> list[int]:
