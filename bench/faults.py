@@ -1,5 +1,6 @@
-"""The fault suite's figures: runs ``tests/test_faults.py`` and ``tests/test_kills.py`` (the long variant:
-more seeded kill rounds and fuzz inputs than CI runs) and prints what was tried and what held.
+"""The fault suite's figures: runs the tests marked ``faults`` (tests/e2e/test_faults_e2e.py,
+test_kills_e2e.py and the fault tests of tests/unit; the long variant: more seeded kill rounds and fuzz
+inputs than CI runs) and prints what was tried and what held.
 
     python bench/faults.py [--rounds 3] [--fuzz 1000] [--seed 0]
 
@@ -24,7 +25,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PREP_DISK_FULL = "test_disk_full_is_a_one_line_error_and_leaves_no_valid_looking_output"
 CATEGORIES = {  # a word in a test's name -> the figure it counts towards
     "full_disk": "full-disk cases survived",
     "disk_full": "full-disk cases survived",
@@ -54,12 +54,18 @@ def main() -> int:
             "BART_FAULT_LOG": str(log),
         }
         started = time.perf_counter()
-        tests = [
-            "tests/test_faults.py",
-            "tests/test_kills.py",
-            f"tests/test_prep_badinput.py::{PREP_DISK_FULL}",
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests",
+            "-m",
+            "faults",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
         ]
-        cmd = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         cases = ET.parse(junit).getroot().iter("testcase")

@@ -6,7 +6,7 @@ corrupted encoder input, ``tgt`` the original example (``[CLS] ... [SEP]``). The
 predict ``tgt[1:]``. A batch is padded to its longest member only, never to a fixed length.
 
 The decoder inputs are right-padded, so the decoder's causal mask already hides every pad from every
-real position: ``decoder_attention_mask`` changes no real output (tests/test_fastpath.py proves it)
+real position: ``decoder_attention_mask`` changes no real output (tests/unit/test_collate.py proves it)
 and only keeps SDPA off its flash kernel. It is left out unless asked for.
 """
 

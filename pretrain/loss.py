@@ -2,7 +2,7 @@
 slices (no full fp32 logits), or plain.
 
 ``use_fused_loss(model, chunks)`` makes ``model(..., labels=...)`` return the same loss as transformers'
-(tests/test_fastpath.py proves loss and gradients equal) and leaves the model as it is without labels
+(tests/unit/test_loss.py proves loss and gradients equal) and leaves the model as it is without labels
 (evaluation, generation). Either way only the rows whose label is not ``-100`` go through the
 [d_model x vocab] LM head: a padded row costs as much there as a real one, and a batch of one document
 per example (``prepare --layout uer``) is more than half padding.

@@ -51,9 +51,7 @@ class NoiseConfig:
         "lambda of the Poisson span lengths (span_distribution poisson), k >= 0",
         rule=Rule(lambda v: 0.0 < v <= 1000.0, "must be in (0, 1000]"),
     )
-    span_max_length: int = setting(
-        3, "longest span; 0: no cap", rule=Rule(lambda v: v >= 0, "must be >= 0")
-    )
+    span_max_length: int = setting(3, "longest span; 0: no cap", rule=Rule(lambda v: v >= 0, "must be >= 0"))
     random_ratio: float = setting(0.1, "share of chosen spans replaced by random tokens", rule=between(0, 1))
     keep_ratio: float = setting(
         0.1, "share of chosen spans left unchanged (the rest become [MASK])", rule=between(0, 1)

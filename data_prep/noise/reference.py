@@ -2,8 +2,8 @@
 
 One row at a time, a loop over tokens per step, Python's ``random`` instead of NumPy: slow, but each step
 reads like the module docstring. It makes the same noise, not the same draws (its generator and the order
-of its draws differ), so ``tests/test_noise_reference.py`` and ``bench/bench_noise.py`` compare the two on
-statistics: output lengths, [MASK] and random-token shares, invariants.
+of its draws differ), so ``tests/unit/test_noise_reference.py`` and ``bench/bench_noise.py`` compare the
+two on statistics: output lengths, [MASK] and random-token shares, invariants.
 """
 
 from __future__ import annotations

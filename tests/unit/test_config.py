@@ -16,7 +16,7 @@ from pretrain.__main__ import main
 from pretrain.config import load_config, parse_overrides
 from pretrain.plan import split_batch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 
 

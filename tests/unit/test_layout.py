@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(p for package in ("data_prep", "pretrain") for p in (ROOT / package).rglob("*.py"))
 
 

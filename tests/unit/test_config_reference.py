@@ -14,7 +14,7 @@ from pretrain.cli.config_doc import main
 from pretrain.config import Config, TrainConfig, build_config, known_keys
 from pretrain.config_reference import BEGIN, END, render
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ from data_prep.noise import Denoiser, NoiseConfig
 from data_prep.tokenizer import readable
 from pretrain.data import NoisedDataset, load_shards
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -202,7 +202,7 @@ def test_bad_input_is_a_user_error(shards, tmp_path):
 def test_a_launch_that_fails_its_checks_writes_nothing(shards, tmp_path, capsys):
     """Every check runs before the run directory is written, so the corrected command just works."""
     out = tmp_path / "run"
-    argv = ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")]
+    argv = ["--config", str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")]
     argv += ["--data.path", str(shards), "--train.output_dir", str(out), "--noise.mask_ratio", "1.5"]
     assert main(argv) == 2
     assert "'mask_ratio' must be between 0 and 1" in capsys.readouterr().err and not out.exists()
