@@ -24,8 +24,13 @@ class StepStats:
 
     @classmethod
     def start(cls, device: torch.device, streak: int) -> StepStats:
+        # float64: a sum of float32 losses is then exact, so it does not depend on where the reads split
+        # it (a signal's save reads mid-window; the resumed run must log the loss the uninterrupted one
+        # logs, to the bit). MPS has no float64.
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+
         def scalar(value: float) -> torch.Tensor:
-            return torch.tensor(value, dtype=torch.float32, device=device)
+            return torch.tensor(value, dtype=dtype, device=device)
 
         return cls(scalar(0), scalar(0), scalar(0), scalar(streak), scalar(streak), scalar(1), scalar(0))
 
@@ -35,7 +40,7 @@ class StepStats:
         self.skipped += ~finite
         self.streak = torch.where(finite, 0.0, self.streak + 1)
         self.worst = torch.maximum(self.worst, self.streak)
-        self.finite, self.grad_norm = finite.float(), grad_norm.detach().float()
+        self.finite, self.grad_norm = finite.to(self.loss.dtype), grad_norm.detach().to(self.loss.dtype)
 
     def read(self, state: TrainState) -> tuple[bool, int, float]:
         """One host sync: move the sums into ``state`` (its loss window and skip counts); (last step
