@@ -20,7 +20,6 @@ from transformers import BertTokenizer
 
 from data_prep.errors import UserError
 from data_prep.noise import KEEP, MASK, RANDOM, Denoiser, NoiseConfig, SpecialIds, Trace
-from data_prep.noise.spans import LengthSampler, scattered
 from pretrain.data import NoisedDataset
 
 PAD, UNK, CLS, SEP, MSK = 0, 100, 101, 102, 103
@@ -126,28 +125,6 @@ def test_masked_fraction_hits_the_target(rows, preset, overrides):
     assert [units_in(t, d.cfg.whole_word) for t in trs[:300]] == chosen[:300].tolist()
     if preset == "bart":  # whole words: fewer units than maskable tokens
         assert units.mean() < 0.9 * np.mean([np.isin(t.tgt, list(SPECIALS), invert=True).sum() for t in trs])
-
-
-def test_overlapping_spans_cover_their_union():
-    """fairseq's placement: distinct uniform starts, each span cut at the row's end, overlapping spans
-    merged (touching ones are not). Two spans of 5 units in 12: the mean cover and the share of merged
-    draws match the exact values from enumerating every ordered pair of starts."""
-    lengths = LengthSampler.from_probs(np.array([0, 0, 0, 0, 0, 1.0]))
-    n, pairs = 12, [(a, b) for a in range(12) for b in range(12) if a != b]
-    cover = np.mean([len(set(range(a, min(a + 5, n))) | set(range(b, min(b + 5, n)))) for a, b in pairs])
-    merged = np.mean([min(a, b) + 5 > max(a, b) for a, b in pairs])  # the later start inside the earlier
-    got = [scattered(lengths, n, 10, np.random.default_rng(i), overlap=True) for i in range(6000)]
-    for spans in got[:500]:
-        assert (spans.starts[1:] >= spans.stops[:-1]).all() and spans.stops.max() <= n
-        assert spans.chosen == int((spans.stops - spans.starts).sum()) and spans.zeros == 0
-    chosen = np.array([spans.chosen for spans in got])
-    assert abs(chosen.mean() - cover) < 4 * chosen.std() / np.sqrt(len(got)), (chosen.mean(), cover)
-    one = np.mean([len(spans.starts) == 1 for spans in got])
-    assert abs(one - merged) < 4 * np.sqrt(merged * (1 - merged) / len(got)), (one, merged)
-    touching = sum(len(s.starts) == 2 and s.stops[0] == s.starts[1] for s in got)
-    assert touching > 0  # adjacent spans stay two spans (fairseq keeps both heads)
-    disjoint = scattered(lengths, n, 10, np.random.default_rng(0))
-    assert disjoint.chosen == 10 and len(disjoint.starts) == 2  # never merged
 
 
 def test_uer_drawn_span_lengths_follow_truncated_geometric(rows):
