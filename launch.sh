@@ -18,7 +18,7 @@ usage: ./launch.sh COMMAND [ARGS...]
                         vocab -> shards -> train configs/tiny.yaml -> HF export -> fill-in samples
   test [--fast] [PYTEST ARGS]
                         set up, then run the test suite (and the transformers 4.x export check);
-                        --fast: the unit tree only (pytest tests/unit: trains nothing), about 30 s
+                        --fast: the unit tree only (pytest tests/unit: trains nothing), about 40 s
   prep ARGS             python -m data_prep prepare ARGS
   data ARGS             python -m data_prep ARGS (vocab, prepare, noise, inspect, merge)
   train ARGS            accelerate launch -m pretrain ARGS
