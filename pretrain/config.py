@@ -108,7 +108,7 @@ class ModelConfig:
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass to save memory")
     init_logits_bias: str = setting(
         "zeros",
-        "a fresh final_logits_bias: zeros, or unigram (the log unigram frequencies of the data)",
+        "a fresh model's final_logits_bias; unigram: the log unigram frequencies of the data",
         choices=("zeros", "unigram"),
     )
     logits_bias: str = setting(
@@ -149,7 +149,7 @@ class DataConfig:
 class NoiseSection:
     """``preset`` plus overrides of ``data_prep.noise.NoiseConfig`` fields (validated when loading)."""
 
-    preset: str = setting("uer", "base noise: uer (UER-py bart-chinese) | bart (fairseq bart.large)")
+    preset: str = NoiseConfig.preset  # declared (described, checked) by NoiseConfig
     params: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> NoiseConfig:
@@ -188,7 +188,7 @@ class TrainConfig:
     )
     lr_schedule: str = setting(
         "linear",
-        "after warmup: linear or cosine (to 0), constant, inverse_sqrt (fairseq), polynomial (to lr_end)",
+        "the LR after warmup: linear and cosine decay to 0, polynomial to lr_end, inverse_sqrt as fairseq",
         choices=tuple(SCHEDULES),
     )
     lr_end: float = setting(1e-7, "polynomial: the LR at max_steps (>= 0, below lr)")
@@ -207,7 +207,7 @@ class TrainConfig:
     tf32: bool = setting(True, "TF32 for fp32 matmuls on CUDA (Ampere and newer)")
     compile: str = setting(
         "auto",
-        "torch.compile the model: auto (on CUDA), true or false",
+        "torch.compile the model; auto: on CUDA only (on a CPU compiling costs minutes, saves little)",
         rule=Rule(lambda v: str(v).lower() in COMPILE, "must be auto, true or false"),
     )
     loss_chunks: int = setting(

@@ -83,7 +83,7 @@ def section_rows(section: str, cls: type) -> list[list[str]]:
 def noise_rows() -> list[list[str]]:
     """key, type, one default per preset, description: ``noise.preset``, then the ``NoiseConfig`` fields."""
     presets = [NoiseConfig.from_preset(name) for name in PRESETS]
-    preset = next(f for f in dataclasses.fields(NoiseSection) if f.name == "preset")
+    preset = next(f for f in dataclasses.fields(NoiseConfig) if f.name == "preset")
     rows = [["`noise.preset`", f"`{preset.type}`", *(f"`{name}`" for name in PRESETS), field_doc(preset)]]
     for f in dataclasses.fields(NoiseConfig):
         if f.name != "preset":

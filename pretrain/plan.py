@@ -8,9 +8,11 @@ the plan, and records it in TensorBoard and the model card.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,7 +27,7 @@ class Plan:
     batch_size: int  # examples per micro-batch, per device (train.batch_size, or the global batch's share)
     grad_accum: int  # micro-batches per optimizer step
     max_steps: int  # optimizer steps of the whole run
-    steps_from: str  # where max_steps comes from: the key, or the budget's arithmetic
+    budget: str | None  # how a max_tokens / max_epochs budget gave max_steps; None: train.max_steps as set
     mixed_precision: str  # no | bf16 | fp16 (auto resolved)
     compile: bool
 
@@ -33,17 +35,13 @@ class Plan:
     def global_batch(self) -> int:
         return self.batch_size * self.grad_accum * self.processes
 
+    def as_dict(self) -> dict[str, Any]:
+        """What the run records in ``plan.json`` (``pretrain.rundir``), the global batch included."""
+        return {**dataclasses.asdict(self), "global_batch": self.global_batch}
+
     def hparams(self) -> dict[str, int | str | bool]:
         """The plan as ``run.*`` hyper-parameters, next to the config's in TensorBoard."""
-        return {
-            "run.global_batch": self.global_batch,
-            "run.grad_accum": self.grad_accum,
-            "run.processes": self.processes,
-            "run.batch_size": self.batch_size,
-            "run.max_steps": self.max_steps,
-            "run.mixed_precision": self.mixed_precision,
-            "run.compile": self.compile,
-        }
+        return {f"run.{k}": v for k, v in self.as_dict().items() if k != "budget"}
 
     def describe(self) -> str:
         """The global batch and how it is made: "64 = 8 per device x grad_accum 1 x 8 processes"."""
@@ -56,14 +54,14 @@ class Plan:
 def make_plan(cfg: Config, processes: int, shards: Shards) -> Plan:
     tc = cfg.train
     batch_size, grad_accum = split_batch(tc, processes)
-    budget = planned_steps(tc, batch_size * grad_accum * processes, shards)
-    max_steps, steps_from = budget or (tc.max_steps, "train.max_steps")
+    planned = planned_steps(tc, batch_size * grad_accum * processes, shards)
+    max_steps, budget = planned or (tc.max_steps, None)
     return Plan(
         processes=processes,
         batch_size=batch_size,
         grad_accum=grad_accum,
         max_steps=max_steps,
-        steps_from=steps_from,
+        budget=budget,
         mixed_precision=mixed_precision(tc),
         compile=compile_model(tc),
     )

@@ -1,7 +1,8 @@
 """The run directory (``train.output_dir``): its layout's one owner; nobody else spells a path in it.
 
     run.json                what makes this run this run (model, noise, seed, vocab): resume refuses another
-    config.yaml             the full config of the latest launch
+    config.yaml             the full config of the latest launch, as written
+    plan.json               what that launch derived from it (pretrain.plan: batch split, max_steps, ...)
     checkpoints/step-N/     full training state (complete once trainer_state.json is in it)
     hf/step-N/, hf/final/   Hugging Face exports
     tensorboard/            event files
@@ -44,6 +45,10 @@ class RunDir:
     @property
     def config_file(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / "plan.json"
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -142,9 +147,10 @@ class RunDir:
                 "choose another output_dir"
             )
 
-    def start(self, identity: dict[str, Any], config_yaml: str) -> bool:
-        """Write run.json and config.yaml (main process, after every check passed). A directory that was
-        not a run yet is started afresh: the logs of the earlier attempt go. True when that happened."""
+    def start(self, identity: dict[str, Any], config_yaml: str, plan: dict[str, Any]) -> bool:
+        """Write run.json, config.yaml and plan.json (main process, after every check passed). A directory
+        that was not a run yet is started afresh: the logs of the earlier attempt go. True when that
+        happened."""
         fresh_start = self.run_file.is_file() and not self.is_run()
         if fresh_start:
             shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
@@ -153,6 +159,7 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.run_file, identity)
         write_text(self.config_file, config_yaml)
+        write_json(self.plan_file, plan)
         return fresh_start
 
     def prune(self, directory: Path, keep: int) -> None:

@@ -68,16 +68,20 @@ def steps_per_second(points: list[tuple[float, int, float]], window: int = 10) -
 
 
 def max_steps_of(run_dir: Path) -> int | None:
-    """``train.max_steps`` of the run's latest launch (its config.yaml), if it has one."""
-    config_file = RunDir(run_dir).config_file
-    if not config_file.is_file():
+    """The planned steps of the run's latest launch: its plan.json (a token or epoch budget turned into
+    steps), else (a run made before plans were recorded) ``train.max_steps`` of its config.yaml."""
+    rundir = RunDir(run_dir)
+    source = rundir.plan_file if rundir.plan_file.is_file() else rundir.config_file
+    if not source.is_file():
         return None
     try:
-        tree = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        steps = tree.get("train", {}).get("max_steps")
+        tree = yaml.safe_load(source.read_text(encoding="utf-8")) or {}  # JSON is YAML
+        steps = (
+            tree.get("max_steps") if source == rundir.plan_file else tree.get("train", {}).get("max_steps")
+        )
     except (OSError, ValueError, yaml.YAMLError, AttributeError) as exc:
         reason = first_line(exc)
-        print(f"warning: cannot read {config_file} ({reason}): planned steps unknown", file=sys.stderr)
+        print(f"warning: cannot read {source} ({reason}): planned steps unknown", file=sys.stderr)
         return None
     return steps if isinstance(steps, int) else None
 

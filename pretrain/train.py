@@ -150,8 +150,8 @@ def build(cfg: Config) -> Trainer:
             f"the data's seq_length {shards.seq_length} exceeds model.max_position_embeddings "
             f"{cfg.model.max_position_embeddings}"
         )
-    if plan.steps_from != "train.max_steps":
-        accelerator.print(plan.steps_from)
+    if plan.budget:
+        accelerator.print(plan.budget)
     tok, noise = shards.tokenizer, cfg.noise.build()
     dataset = NoisedDataset(shards.train, Denoiser.from_tokenizer(noise, tok, seed=tc.seed))
 
@@ -216,7 +216,7 @@ def begin(t: Trainer) -> None:
     acc.wait_for_everyone()
     config_yaml = yaml.safe_dump(t.cfg.to_dict(), allow_unicode=True, sort_keys=False)
     if acc.is_main_process:
-        if t.rundir.start(t.identity, config_yaml):
+        if t.rundir.start(t.identity, config_yaml, plan.as_dict()):
             acc.print(
                 f"{t.rundir.root} held no checkpoint yet: starting afresh (the earlier logs are removed)"
             )

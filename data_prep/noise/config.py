@@ -81,7 +81,7 @@ class NoiseConfig:
     )
     preset: str = setting(
         "uer",
-        "base noise: uer (UER-py bart-chinese) | bart (fairseq bart.large)",
+        "the base values: uer (UER-py's bart-chinese) or bart (fairseq's bart.large)",
         rule=Rule(lambda v: v in PRESETS, lambda: f"must be one of {', '.join(PRESETS)}"),
     )
 

@@ -9,10 +9,12 @@ import shutil
 
 import datasets
 import pytest
+import yaml
 from helpers import run_training, scalars
 
 from data_prep.errors import UserError
 from pretrain.config import build_config
+from pretrain.runlog import max_steps_of
 
 
 def test_training_logs_the_chosen_schedule(shards, tmp_path):
@@ -31,6 +33,10 @@ def test_max_epochs_and_max_tokens_set_max_steps(shards, tmp_path, capsys):
         in capsys.readouterr().out
     )
     assert [s for s, _ in scalars(out.parents[1])["train/loss"]][-1] == steps
+    # the run records its plan; the report reads the planned steps from it, config.yaml stays as written
+    assert max_steps_of(out.parents[1]) == steps
+    assert json.loads((out.parents[1] / "plan.json").read_text())["max_steps"] == steps
+    assert yaml.safe_load((out.parents[1] / "config.yaml").read_text())["train"]["max_epochs"] == 0.1
     counts = json.loads((shards / "manifest.json").read_text())["counts"]["train"]
     per_example = (counts["ids"] - counts["examples"]) / counts["examples"]
     run_training(shards, tmp_path / "tokens", **{"train.max_tokens": 1000, "train.eval_every": 100})

@@ -52,9 +52,11 @@ def test_max_steps_from_a_budget_is_the_plans_and_says_why(budget, steps):
     plan = make_plan(cfg, 1, FakeShards(1000))
     assert plan.max_steps == steps and cfg == before
     key = next(iter(budget))
-    assert plan.steps_from.startswith(key) and (
-        key == "train.max_steps" or plan.steps_from.endswith(f"= {steps} steps")
-    )
+    if key == "train.max_steps":
+        assert plan.budget is None
+    else:
+        assert plan.budget.startswith(key) and plan.budget.endswith(f"= {steps} steps")
+    assert plan.as_dict()["max_steps"] == steps and plan.as_dict()["budget"] == plan.budget
     assert plan.hparams()["run.max_steps"] == steps and plan.hparams()["run.global_batch"] == 16
 
 
