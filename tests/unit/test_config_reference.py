@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from data_prep.errors import UserError
 from data_prep.noise import PRESETS, NoiseConfig
 from pretrain.cli.config_doc import main
-from pretrain.config import Config, TrainConfig, build_config, known_keys
+from pretrain.config import Config, NoiseSection, TrainConfig, build_config, known_keys
 from pretrain.config_reference import BEGIN, END, render
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -42,13 +43,14 @@ def test_every_field_is_declared_once_with_its_description_and_allowed_values(ro
     """The description and the allowed values the reference shows are the ones the check enforces."""
     from data_prep.settings import describe
 
-    for section in (TrainConfig, NoiseConfig):
+    sections = {name: cls for name, cls in typing.get_type_hints(Config).items() if cls is not NoiseSection}
+    for name, section in [*sections.items(), ("noise", NoiseConfig)]:
         for f in dataclasses.fields(section):
             doc, choices, rule = describe(f)
-            assert doc, f.name
+            assert doc, f"{name}.{f.name} is not declared with setting(default, doc, ...)"
             if choices:
-                key = f"{'noise' if section is NoiseConfig else 'train'}.{f.name}"
-                assert rows[key][-1].endswith(f"one of {', '.join(str(c) for c in choices)}"), key
+                shown = rows[f"{name}.{f.name}"][-1]
+                assert shown.endswith(f"one of {', '.join(str(c) for c in choices)}"), f.name
     assert rows["train.batch_size"][-1].endswith("; at least 1")
     assert rows["noise.mask_ratio"][-1].endswith("; between 0 and 1")
     with pytest.raises(UserError, match="'train.batch_size' must be at least 1, not 0"):
