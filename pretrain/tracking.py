@@ -36,11 +36,11 @@ def _names(report_to: str) -> list[str]:
 def trackers(report_to: str) -> list[str]:
     """The names in ``train.report_to`` (comma-separated; ``none``: none), each installed (that each is a
     tracker accelerate knows, the config checked when it was loaded)."""
-    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
-    for name in _names(report_to):
+    names, available = _names(report_to), {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    for name in names:
         if name not in available:
             raise UserError(f"train.report_to: {name} is not installed (pip install {name})")
-    return _names(report_to)
+    return names
 
 
 def start(
